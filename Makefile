@@ -1,0 +1,26 @@
+# Two entry points (see README): `make smoke` runs the workflow's smoke preset, `make test` the tests.
+# Both create the virtual environment first if it is missing or older than pyproject.toml.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: smoke test test-all lint bench
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+smoke: $(VENV)/.installed
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/snakemake --cores $(CORES) --config preset=smoke
+
+test: $(VENV)/.installed
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q
+
+test-all: $(VENV)/.installed
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m ""
+
+lint: $(VENV)/.installed
+	$(BIN)/snakemake --lint

@@ -1,0 +1,41 @@
+# ASGE benchmark suite: train every method on every data set, track the runs in MLflow and
+# rebuild the paper's tables and figures from the run folders.
+#
+#   snakemake --cores 2 --config preset=smoke     # the smoke run on a CPU (minutes)
+#   snakemake --profile profiles/slurm            # the paper preset on a SLURM cluster
+#   snakemake --report report.zip                 # tables and figures with captions
+#
+# Layout as in the snakemake-workflows catalogue: rules in workflow/rules/*.smk, helpers only
+# in workflow/rules/common.smk, scripts in workflow/scripts/. See docs/workflow.md.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+apply_preset(config)  # config/presets/<preset>.yaml between config.yaml and the command line
+validate(config, "workflow/schemas/config.schema.yaml")
+setup_environment(config)
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/tracking.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),
+    localrule: True

@@ -1,0 +1,209 @@
+"""Side-by-side cost of every method on one backbone, plus the data pipeline's throughput.
+
+    python -m asge.bench                                   # VGG8 full width, 32x32, batch 128
+    python -m asge.bench --width 0.25 --repeats 5 --methods asge bp ff cwc
+    python -m asge.bench --device cuda --markdown docs/bench-h100.md
+
+Per method: training images/s and evaluation images/s (median over timed repeats after
+warm-up; FF's evaluation includes its N label passes), the activation memory saved for
+backward per training step (counted exactly with saved_tensors_hooks: the peak of live
+saved activations and their total, identical on any hardware), peak CUDA memory, and the
+ratio of each to BP. CwC-FF runs its own architecture (it cannot use the VGG8 widths).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import types
+import weakref
+from typing import Any
+
+import torch
+
+from asge.config import resolve_config
+from asge.engine import autocast_for, build_optimizer
+from asge.registry import create_method, list_methods, method_class
+
+
+class _Box:
+    """Holder of one saved tensor; its collection marks the tensor freed by autograd."""
+
+    __slots__ = ("t", "__weakref__")
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.t = t
+
+
+class SavedActivations:
+    """Counts the bytes autograd saves for backward; the peak of what is alive at once.
+
+    Parameters are excluded (they are not activations); a tensor saved twice counts once
+    while alive. The peak shows whether per-layer backward frees each layer's graph.
+    """
+
+    def __init__(self) -> None:
+        self.live: dict[int, int] = {}
+        self.peak = 0
+        self.total = 0
+
+    def _pack(self, t: torch.Tensor) -> Any:
+        if isinstance(t, torch.nn.Parameter) or not t.is_floating_point() and t.numel() < 1024:
+            return t
+        key, size = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
+        box = _Box(t)
+        if key not in self.live:
+            self.live[key] = size
+            self.total += size
+            self.peak = max(self.peak, sum(self.live.values()))
+            weakref.finalize(box, self.live.pop, key, None)
+        return box
+
+    @staticmethod
+    def _unpack(x: Any) -> torch.Tensor:
+        return x.t if isinstance(x, _Box) else x
+
+    def hooks(self) -> torch.autograd.graph.saved_tensors_hooks:
+        return torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+
+
+def build(name: str, args: argparse.Namespace, device: torch.device):
+    info = types.SimpleNamespace(name="cifar10", num_classes=args.classes, in_channels=3, image_size=args.size,
+                                 mean=(0.5,) * 3, std=(0.25,) * 3)
+    over: dict[str, Any] = {"batch_size": args.batch, "device": str(device)}
+    if "width" in method_class(name).keys:
+        over["width"] = args.width
+    cfg = resolve_config(name, "cifar10", [over], method_class(name))
+    torch.manual_seed(0)
+    m = create_method(name, cfg, info).to(device)
+    if device.type == "cuda":
+        m = m.to(memory_format=torch.channels_last)
+    return m, cfg
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_rate(fn, n_images: int, warmup: int, repeats: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return n_images / statistics.median(times)
+
+
+def bench_method(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    m, cfg = build(name, args, device)
+    opt = build_optimizer(m.param_groups(), cfg)
+    amp = autocast_for(device, cfg)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    y = torch.randint(0, args.classes, (args.batch,), device=device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with amp:
+            m.train_step(x, y, 0)
+        opt.step()
+
+    m.train()
+    train_ips = _median_rate(step, args.batch, args.warmup, args.repeats, device)
+    counter = SavedActivations()
+    opt.zero_grad(set_to_none=True)
+    with counter.hooks(), amp:
+        m.train_step(x, y, 0)
+    peak_cuda = float("nan")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        _sync(device)
+        peak_cuda = torch.cuda.max_memory_allocated(device) / 2**20
+    m.eval()
+
+    def evaluate() -> None:
+        with torch.no_grad(), amp:
+            scores = m.layer_scores(x)
+            m.predict(scores, m.strategies[0], len(scores) - 1)
+
+    eval_ips = _median_rate(evaluate, args.batch, args.warmup, args.repeats, device)
+    return {"train_img_s": train_ips, "eval_img_s": eval_ips, "saved_peak_mib": counter.peak / 2**20,
+            "saved_total_mib": counter.total / 2**20, "peak_cuda_mib": peak_cuda,
+            "params_m": sum(p.numel() for p in m.parameters()) / 1e6}
+
+
+def bench_pipeline(args: argparse.Namespace, device: torch.device) -> float:
+    """Images/s of the on-device loader (uint8 -> normalised float, crop + flip) on CIFAR-sized data."""
+    from asge.data import dataset_info
+    from asge.data.device_loader import DeviceLoader
+
+    n = 10_000
+    images = torch.randint(0, 256, (n, 3, args.size, args.size), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (n,))
+    loader = DeviceLoader(images, labels, info=dataset_info("cifar10"), device=device, batch_size=args.batch,
+                          shuffle=True, crop_padding=4, hflip=True, seed=0, channels_last=device.type == "cuda")
+
+    def one_pass() -> None:
+        for xb, _ in loader:
+            pass
+
+    return _median_rate(one_pass, n, 1, args.repeats, device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", default=None, help="default: all registered")
+    ap.add_argument("--width", type=float, default=1.0, help="VGG8 width multiplier (1.0 = 128..512 channels)")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--markdown", default=None, help="also write the table to this Markdown file")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    names = args.methods or list_methods()
+    if "bp" not in names:
+        names = ["bp", *names]
+    rows = {n: bench_method(n, args, device) for n in names}
+    pipe = bench_pipeline(args, device)
+    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    bp = rows["bp"]
+    lines = [
+        f"Backbone VGG8 width {args.width}, {args.size}x{args.size}, batch {args.batch}, {args.classes} classes, "
+        f"{hw}, torch {torch.__version__}; median of {args.repeats} repeats after {args.warmup} warm-up steps.",
+        "",
+        "| method | params (M) | train img/s | ×BP | eval img/s | ×BP | saved act. peak (MiB) | ×BP | saved act. total (MiB) | peak CUDA (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, r in rows.items():
+        lines.append(
+            f"| {n} | {r['params_m']:.2f} | {r['train_img_s']:.0f} | {r['train_img_s'] / bp['train_img_s']:.2f} | "
+            f"{r['eval_img_s']:.0f} | {r['eval_img_s'] / bp['eval_img_s']:.2f} | {r['saved_peak_mib']:.1f} | "
+            f"{r['saved_peak_mib'] / bp['saved_peak_mib']:.2f} | {r['saved_total_mib']:.1f} | {r['peak_cuda_mib']:.0f} |")
+    lines += ["", f"Data pipeline (uint8 on {device.type}, normalise + crop + flip): {pipe:,.0f} img/s "
+                  f"({pipe / max(r['train_img_s'] for r in rows.values()):.0f}× the fastest training step)."]
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        from asge.atomic import write_text
+
+        write_text(args.markdown, text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

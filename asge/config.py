@@ -1,0 +1,173 @@
+"""Run configuration: one flat dict, layered and validated before anything runs.
+
+Layers, later wins: common defaults (below) -> the method's defaults (Method.defaults)
+-> the run file (config/runs/<method>/<dataset>.yaml) -> `--set key=value` overrides.
+Every key is checked: unknown keys, wrong types and out-of-range values stop the run with
+a message that names the key, the bad value and what is allowed.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its default, accepted types and an optional range check."""
+
+    default: Any
+    types: tuple
+    doc: str
+    choices: tuple | None = None
+    check: Callable[[Any], bool] | None = None
+    allowed: str = ""  # words for what `check` accepts, used in error messages
+
+    def validate(self, name: str, value: Any) -> Any:
+        if value is None and (self.default is None or type(None) in self.types):
+            return None
+        # YAML reads 1e-3 as a string in some spellings and 5 where 5.0 was meant.
+        if float in self.types and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if float in self.types and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) and bool not in self.types:
+            raise ConfigError(f"config key {name!r}: {value!r} is a boolean; expected {_type_names(self.types)}")
+        if not isinstance(value, self.types):
+            raise ConfigError(
+                f"config key {name!r}: {value!r} has type {type(value).__name__}; expected {_type_names(self.types)}"
+            )
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"config key {name!r}: {value!r} is not allowed; choose one of {list(self.choices)}")
+        if self.check is not None and not self.check(value):
+            raise ConfigError(f"config key {name!r}: {value!r} is out of range; allowed: {self.allowed}")
+        return value
+
+
+def _type_names(types: tuple) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
+
+def nonneg(v: Any) -> bool:
+    return v >= 0
+
+
+def positive(v: Any) -> bool:
+    return v > 0
+
+
+INT = (int,)
+FLOAT = (float,)
+OPT_INT = (int, type(None))
+INT_LIST = (list,)
+
+COMMON_KEYS: dict[str, Key] = {
+    # what to run
+    "method": Key(None, (str,), "registered method name"),
+    "dataset": Key(None, (str,), "data set name"),
+    "seed": Key(0, INT, "seed for weights, projections, splits, shuffling and augmentation", check=nonneg, allowed=">= 0"),
+    # data
+    "data_root": Key("data", (str,), "folder where data sets are read from and downloaded to"),
+    "data_mirrors": Key(["../shared/data"], (list,), "read-only folders searched before data_root"),
+    "offline": Key(False, (bool,), "never try to download; fail with instructions instead"),
+    "cache_dir": Key(None, (str, type(None)), "where decoded uint8 arrays are cached (default: <data_root>/.asge-cache)"),
+    "val_size": Key(5000, INT, "images held out of the training set for validation/Best Pred", check=positive, allowed="> 0"),
+    "subset_per_class": Key(None, OPT_INT, "keep k training images per class (smoke runs)", check=positive, allowed="> 0 or null"),
+    "test_subset_per_class": Key(None, OPT_INT, "keep k test images per class (smoke runs)", check=positive, allowed="> 0 or null"),
+    "image_size": Key(None, OPT_INT, "input resolution (ImageNet; null = the data set's own)", check=positive, allowed="> 0 or null"),
+    "augment_crop_padding": Key(None, OPT_INT, "random-crop padding in pixels (0 = off; null = data set default)", check=nonneg, allowed=">= 0"),
+    "augment_hflip": Key(None, (bool, type(None)), "random horizontal flip (null = data set default)"),
+    "num_workers": Key(8, INT, "DataLoader workers (ImageNet only)", check=nonneg, allowed=">= 0"),
+    # optimisation
+    "epochs": Key(10, INT, "training epochs", check=positive, allowed="> 0"),
+    "batch_size": Key(128, INT, "global training batch size", check=positive, allowed="> 0"),
+    "eval_batch_size": Key(1000, INT, "evaluation batch size", check=positive, allowed="> 0"),
+    "optimizer": Key("adamw", (str,), "optimiser", choices=("adamw", "adam", "sgd")),
+    "lr": Key(1e-3, FLOAT, "peak learning rate", check=positive, allowed="> 0"),
+    "weight_decay": Key(5e-4, FLOAT, "decoupled weight decay (AdamW) or L2 (SGD, Adam)", check=nonneg, allowed=">= 0"),
+    "momentum": Key(0.9, FLOAT, "SGD momentum", check=nonneg, allowed=">= 0"),
+    "schedule": Key("cosine", (str,), "learning-rate schedule, stepped per iteration", choices=("cosine", "constant")),
+    "warmup_epochs": Key(1.0, FLOAT, "linear warm-up length in epochs", check=nonneg, allowed=">= 0"),
+    "min_lr": Key(0.0, FLOAT, "final learning rate of the cosine schedule", check=nonneg, allowed=">= 0"),
+    # execution
+    "device": Key("auto", (str,), "auto (cuda if present), cpu, cuda, cuda:N"),
+    "require_gpu": Key(False, (bool,), "refuse to run without CUDA (the workflow's GPU jobs set this)"),
+    "amp": Key(True, (bool,), "bf16 autocast on CUDA (ignored on CPU)"),
+    "channels_last": Key(True, (bool,), "channels_last memory format on CUDA"),
+    "compile": Key(False, (bool,), "torch.compile the model"),
+    "deterministic": Key(False, (bool,), "deterministic algorithms (bitwise-reproducible on CPU)"),
+    "threads": Key(None, OPT_INT, "torch CPU threads (null = torch's default)", check=positive, allowed="> 0 or null"),
+    "log_every": Key(100, INT, "steps between finiteness checks of the loss", check=positive, allowed="> 0"),
+}
+
+
+def method_keys(method_cls: type) -> dict[str, Key]:
+    """All keys a method accepts: the common ones and its own."""
+    own = getattr(method_cls, "keys", {})
+    clash = set(own) & set(COMMON_KEYS)
+    if clash:
+        raise RuntimeError(f"{method_cls.__name__} redefines common keys {sorted(clash)}")
+    return {**COMMON_KEYS, **own}
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a flat YAML mapping; a clear error if the file is missing or not a mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    with p.open() as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of key: value, not {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`key=value` with the value parsed as YAML (so 1e-3, true, [1, 2] work)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value")
+    key, raw = item.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def resolve_config(method: str, dataset: str, layers: list[Mapping], method_cls: type) -> dict:
+    """Merge `layers` over the defaults of `method_cls` and validate every key."""
+    keys = method_keys(method_cls)
+    cfg = {k: v.default for k, v in keys.items()}
+    for layer in layers:
+        for k, v in layer.items():
+            if k not in keys:
+                near = difflib.get_close_matches(k, keys, n=3)
+                hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+                raise ConfigError(f"unknown config key {k!r} for method {method!r}{hint} (see docs/configuration.md)")
+            cfg[k] = v
+    if cfg.get("method") not in (None, method) or cfg.get("dataset") not in (None, dataset):
+        raise ConfigError(
+            f"config says method={cfg.get('method')!r}, dataset={cfg.get('dataset')!r} but the run asks for "
+            f"method={method!r}, dataset={dataset!r}"
+        )
+    cfg["method"], cfg["dataset"] = method, dataset
+    for k, key in keys.items():
+        cfg[k] = key.validate(k, cfg[k])
+    check = getattr(method_cls, "check_config", None)
+    if check is not None:
+        check(cfg)
+    return cfg
+
+
+def config_hash(cfg: Mapping, ignore: tuple[str, ...] = ("epochs", "threads", "log_every", "device", "require_gpu")) -> str:
+    """Digest of everything that changes what a checkpoint means (epochs may grow on resume)."""
+    payload = {k: v for k, v in sorted(cfg.items()) if k not in ignore}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

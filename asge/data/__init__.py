@@ -1,0 +1,127 @@
+"""Data layer: the data set catalog and `build_data`, which turns a config into train/val/test loaders.
+
+Selection order for the training pool (all seeded with cfg["seed"]): take the official
+training part; if subset_per_class = k, keep the first k images of each class after a
+seeded shuffle; then hold val_size images of what is left out as the validation split.
+The test loader reads the official test part (ImageNet: its val/ folder), reduced the same
+way when test_subset_per_class is set. Train loaders are sharded over DDP ranks; val and
+test loaders are not (every rank evaluates everything). See docs/data.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Protocol
+
+import torch
+
+from asge.data.catalog import DATASETS, DataError, DatasetInfo, dataset_info
+from asge.data.device_loader import SPLIT, SUBSET, TEST_SUBSET, DeviceLoader, derive_seed
+
+__all__ = ["DATASETS", "DataBundle", "DataError", "DatasetInfo", "Loader", "build_data", "dataset_info"]
+
+# Keys build_data reads, with the defaults of asge.config (so partial dicts work in tests and tools).
+DATA_DEFAULTS: dict[str, Any] = {
+    "seed": 0, "data_root": "data", "data_mirrors": ["../shared/data"], "offline": False, "cache_dir": None,
+    "val_size": 5000, "subset_per_class": None, "test_subset_per_class": None, "image_size": None,
+    "augment_crop_padding": None, "augment_hflip": None, "num_workers": 8, "batch_size": 128,
+    "eval_batch_size": 1000, "channels_last": True,
+}
+
+
+class Loader(Protocol):
+    """What the engine iterates: (x float32 [B, C, H, W], y int64 [B]) on the device."""
+
+    num_samples: int
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def __len__(self) -> int: ...
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+@dataclass
+class DataBundle:
+    """The data set's description and its three loaders."""
+
+    info: DatasetInfo
+    train: Loader
+    val: Loader
+    test: Loader
+
+
+def per_class_subset(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """Indices (sorted) of the first k samples of each class after a seeded shuffle."""
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    shuffled = labels[perm]
+    order = torch.argsort(shuffled, stable=True)  # grouped by class, shuffled order kept inside a class
+    sorted_labels = shuffled[order]
+    first = torch.searchsorted(sorted_labels, sorted_labels, side="left")  # start of each sample's class run
+    rank_in_class = torch.arange(len(labels)) - first
+    return perm[order[rank_in_class < k]].sort().values
+
+
+def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor, cfg: Mapping, name: str
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train, val, test) indices: val held out of the training part, test from the test part."""
+    seed = cfg["seed"]
+    pool = torch.arange(len(train_labels))
+    if cfg["subset_per_class"]:
+        pool = per_class_subset(train_labels, cfg["subset_per_class"], derive_seed(seed, SUBSET))
+    val_size = cfg["val_size"]
+    if not 0 < val_size < len(pool):
+        raise DataError(
+            f"{name}: val_size={val_size} must be between 1 and the training pool size minus one "
+            f"({len(pool)} images{' after subset_per_class' if cfg['subset_per_class'] else ''}); lower val_size"
+        )
+    perm = torch.randperm(len(pool), generator=torch.Generator().manual_seed(derive_seed(seed, SPLIT)))
+    val, train = pool[perm[:val_size]].sort().values, pool[perm[val_size:]].sort().values
+    test = torch.arange(len(test_labels))
+    if cfg["test_subset_per_class"]:
+        test = per_class_subset(test_labels, cfg["test_subset_per_class"], derive_seed(seed, TEST_SUBSET))
+    return train, val, test
+
+
+def resolve(cfg: Mapping, world_size: int) -> dict:
+    """cfg with defaults filled in for missing data keys; checks the DDP batch split."""
+    full = {**DATA_DEFAULTS, **cfg}
+    if full["batch_size"] % world_size:
+        raise DataError(f"batch_size={full['batch_size']} is not divisible by the {world_size} DDP processes; "
+                        f"choose a multiple of {world_size}")
+    return full
+
+
+def build_data(cfg: Mapping, device: torch.device, rank: int = 0, world_size: int = 1) -> DataBundle:
+    """Find, split and load cfg["dataset"]; the train loader yields this rank's shard."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
+    cfg = resolve(cfg, world_size)
+    device = torch.device(device)
+    info = dataset_info(cfg["dataset"], cfg)
+    # Lazy imports: torchvision takes seconds to import, and `from asge.data import DatasetInfo` should not.
+    if info.name == "imagenet":
+        from asge.data.imagenet import build_imagenet
+
+        return build_imagenet(cfg, info, device, rank, world_size)
+
+    from asge.data.sources import load_arrays, resize_images
+
+    arrays = load_arrays(info, cfg)
+    train, val, test = split_indices(arrays.train_y, arrays.test_y, cfg, info.name)
+    size = info.image_size
+
+    def images(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return resize_images(x[idx], size)
+
+    channels_last = bool(cfg["channels_last"]) and device.type == "cuda"
+    pad = info.crop_padding if cfg["augment_crop_padding"] is None else cfg["augment_crop_padding"]
+    hflip = info.hflip if cfg["augment_hflip"] is None else cfg["augment_hflip"]
+    common = dict(info=info, device=device, channels_last=channels_last)
+    train_loader = DeviceLoader(
+        images(arrays.train_x, train), arrays.train_y[train], batch_size=cfg["batch_size"] // world_size,
+        shuffle=True, crop_padding=pad, hflip=hflip, seed=cfg["seed"], rank=rank, world_size=world_size, **common,
+    )
+    eval_bs = cfg["eval_batch_size"]
+    val_loader = DeviceLoader(images(arrays.train_x, val), arrays.train_y[val], batch_size=eval_bs, shuffle=False,
+                              **common)
+    test_loader = DeviceLoader(images(arrays.test_x, test), arrays.test_y[test], batch_size=eval_bs, shuffle=False,
+                               **common)
+    return DataBundle(info=info, train=train_loader, val=val_loader, test=test_loader)

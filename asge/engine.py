@@ -1,0 +1,293 @@
+"""The shared training engine: one loop for every registered method.
+
+It owns data, optimiser, schedule, mixed precision, checkpoints (atomic, every epoch,
+resumed automatically), the per-epoch history and the final metrics. Methods own their
+losses (see asge.method). Callbacks (e.g. MLflow tracking) observe but never decide.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from timm.scheduler import CosineLRScheduler
+
+from asge import distributed
+from asge.atomic import save_torch, write_json, write_text
+from asge.checkpoint import load_checkpoint, save_checkpoint
+from asge.config import config_hash
+from asge.evaluate import inference_memory, readout_accuracy, strategy_accuracy
+from asge.method import Method
+from asge.registry import create_method
+from asge.runtime import hardware_info, rng_state, select_device, set_rng_state, setup_runtime
+
+log = logging.getLogger("asge")
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLoss(RuntimeError):
+    """A training loss became NaN or infinite."""
+
+
+class Callback:
+    """Observer of a run; every hook is optional and must not raise into training."""
+
+    def on_start(self, cfg: Mapping[str, Any], out_dir: Path, start_epoch: int) -> None: ...
+    def on_epoch(self, epoch: int, rows: list[dict[str, Any]], summary: dict[str, float]) -> None: ...
+    def on_success(self, metrics: dict[str, Any], out_dir: Path) -> None: ...
+    def on_failure(self, error: BaseException, out_dir: Path) -> None: ...
+
+
+def build_optimizer(groups: list[dict], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """The configured optimiser over the method's parameter groups."""
+    lr, wd = cfg["lr"], cfg["weight_decay"]
+    if cfg["optimizer"] == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+    if cfg["optimizer"] == "adam":
+        return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
+    return torch.optim.SGD(groups, lr=lr, weight_decay=wd, momentum=cfg["momentum"], nesterov=True)
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: Mapping[str, Any], steps_per_epoch: int) -> CosineLRScheduler | None:
+    """Cosine with linear warm-up, stepped per iteration (timm); None for a constant rate."""
+    if cfg["schedule"] == "constant":
+        return None
+    total = max(1, cfg["epochs"] * steps_per_epoch)
+    warm = min(int(cfg["warmup_epochs"] * steps_per_epoch), total - 1)
+    return CosineLRScheduler(opt, t_initial=total - warm if warm else total, lr_min=cfg["min_lr"], warmup_t=warm,
+                             warmup_lr_init=cfg["lr"] * 1e-3 if warm else cfg["lr"], warmup_prefix=True,
+                             t_in_epochs=False)
+
+
+def autocast_for(device: torch.device, cfg: Mapping[str, Any]) -> contextlib.AbstractContextManager:
+    if device.type == "cuda" and cfg["amp"]:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+class Trainer:
+    """Trains `cfg['method']` on `cfg['dataset']`, writing everything into `out_dir`."""
+
+    def __init__(self, cfg: Mapping[str, Any], out_dir: str | Path, callbacks: Sequence[Callback] = ()) -> None:
+        self.cfg = dict(cfg)
+        self.out = Path(out_dir)
+        self.callbacks = list(callbacks)
+        self.hash = config_hash(self.cfg)
+
+    # --- setup -----------------------------------------------------------------------
+    def _setup(self) -> None:
+        from asge.data import build_data  # the data layer imports torchvision; keep import cost here
+
+        cfg = self.cfg
+        self.rank, self.world, local_rank = distributed.world()
+        self.device = select_device(cfg, local_rank)
+        distributed.init(self.device)
+        setup_runtime(cfg, self.device)
+        self.data = build_data(cfg, self.device, self.rank, self.world)
+        self.method: Method = create_method(cfg["method"], cfg, self.data.info).to(self.device)
+        if self.device.type == "cuda" and cfg["channels_last"]:
+            self.method = self.method.to(memory_format=torch.channels_last)
+        self.opt = build_optimizer(self.method.param_groups(), cfg)
+        self.sched = build_scheduler(self.opt, cfg, len(self.data.train))
+        self.amp = autocast_for(self.device, cfg)
+        self.step_fn = torch.compile(self.method.train_step) if cfg["compile"] else self.method.train_step
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        ckpt = self.out / CHECKPOINT
+        if ckpt.exists():
+            state = load_checkpoint(ckpt, self.hash)
+            self.method.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            if self.sched is not None:
+                self.sched.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+            self.history = state["history"]
+            self.start_epoch = state["epoch"] + 1
+            log.info("resuming %s from %s after epoch %d", self.out, ckpt, state["epoch"] + 1)
+
+    @property
+    def main(self) -> bool:
+        """Only rank 0 writes files and talks to tracking."""
+        return getattr(self, "rank", 0) == 0
+
+    def _save(self, epoch: int) -> None:
+        if not self.main:
+            return
+        save_checkpoint(self.out / CHECKPOINT, {
+            "model": self.method.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict() if self.sched is not None else {},
+            "epoch": epoch,
+            "rng": rng_state(),
+            "history": self.history,
+            "config": self.cfg,
+            "config_hash": self.hash,
+        })
+
+    # --- one epoch -------------------------------------------------------------------
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        method, loader, cfg = self.method, self.data.train, self.cfg
+        method.train()
+        loader.set_epoch(epoch)
+        sums: dict[str, torch.Tensor] = {}
+        n, t0 = 0, time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        step0 = epoch * len(loader)
+        for i, (x, y) in enumerate(loader):
+            self.opt.zero_grad(set_to_none=True)
+            with self.amp:
+                stats = self.step_fn(x, y, epoch)
+            distributed.average_gradients(self.method.parameters(), self.world)
+            self.opt.step()
+            if self.sched is not None:
+                self.sched.step_update(step0 + i + 1)
+            b = y.numel()
+            parts = {"loss": stats.layer_loss.float() * b, "correct": stats.layer_correct.float(), **stats.extra}
+            for k, v in parts.items():
+                sums[k] = v.detach().float() + sums[k] if k in sums else v.detach().float()
+            n += b
+            if (i + 1) % cfg["log_every"] == 0:
+                self._check_finite(sums["loss"], epoch, i)
+        for v in sums.values():
+            distributed.all_reduce_sum(v)
+        n = int(distributed.all_reduce_sum(torch.tensor(float(n), device=self.device)).item())
+        self._check_finite(sums["loss"], epoch, len(loader) - 1)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        dt = time.perf_counter() - t0
+        peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else float("nan")
+        return {"time": dt, "n": n, "peak": peak, **{k: (v / n).tolist() for k, v in sums.items()}}
+
+    def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+        if not torch.isfinite(loss_sum).all():
+            bad = [name for name, v in zip(self.method.readout_names, loss_sum.tolist()) if not math.isfinite(v)]
+            raise NonFiniteLoss(
+                f"non-finite training loss in {', '.join(bad)} at epoch {epoch + 1}, step {step + 1}; the run is "
+                f"stopped and no metrics.json is written (the last good checkpoint is kept). Lower lr "
+                f"(now {self.cfg['lr']}) or check the inputs"
+            )
+
+    # --- main loop -------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train (resuming if a checkpoint exists), evaluate, and write metrics.json last."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self._setup()
+            if not self.main:
+                self.callbacks = []
+            else:
+                write_text(self.out / "config.yaml", _yaml(self.cfg))
+            for cb in self.callbacks:
+                _safe(cb.on_start, self.cfg, self.out, self.start_epoch)
+            for epoch in range(self.start_epoch, self.cfg["epochs"]):
+                self._epoch(epoch)
+            metrics = self._finish()
+            distributed.shutdown(barrier=True)
+        except BaseException as e:
+            for cb in self.callbacks:
+                _safe(cb.on_failure, e, self.out)
+            distributed.shutdown(barrier=False)  # a failed rank must not wait for the others
+            raise
+        for cb in self.callbacks:
+            _safe(cb.on_success, metrics, self.out)
+        return metrics
+
+    def _epoch(self, epoch: int) -> None:
+        tr = self._train_epoch(epoch)
+        self.method.eval()
+        val = readout_accuracy(self.method, self.data.val, self.amp).tolist()
+        lr = self.opt.param_groups[0]["lr"]
+        ips = tr["n"] / tr["time"]
+        rows = []
+        for j, name in enumerate(self.method.readout_names):
+            row = {"epoch": epoch + 1, "readout": name, "train_loss": tr["loss"][j], "train_acc": tr["correct"][j],
+                   "val_acc": val[j]}
+            row.update({k: tr[k][j] for k in tr if k not in ("time", "n", "peak", "loss", "correct")})
+            row.update({"epoch_time_s": tr["time"], "images_per_s": ips, "lr": lr, "peak_memory_bytes": tr["peak"]})
+            rows.append(row)
+        self.history += rows
+        self._save(epoch)
+        if self.main:
+            write_text(self.out / "history.csv", _csv(self.history))
+        summary = {"epoch_time_s": tr["time"], "images_per_s": ips, "lr": lr,
+                   "val_acc_best_readout": max(val), "val_acc_last": val[-1]}
+        for cb in self.callbacks:
+            _safe(cb.on_epoch, epoch + 1, rows, summary)
+        accs = " ".join(f"{v * 100:.1f}" for v in val)
+        log.info("epoch %d/%d  %.1fs  %.0f img/s  loss %.4f  val acc per readout [%s]", epoch + 1, self.cfg["epochs"],
+                 tr["time"], ips, tr["loss"][-1], accs)
+
+    def _finish(self) -> dict[str, Any]:
+        method, cfg = self.method, self.cfg
+        method.eval()
+        last = [r for r in self.history if r["epoch"] == cfg["epochs"]]
+        val = [r["val_acc"] for r in last]
+        best = max(range(len(val)), key=lambda j: (val[j], -j))  # ties: the shallower, cheaper readout
+        test = strategy_accuracy(method, self.data.test, best, self.amp)
+        x, _ = next(iter(self.data.test))
+        strategies = {}
+        for s in method.strategies:
+            strategies[s] = {**test[s], **inference_memory(method, x, s, best, self.amp)}
+        epochs = {r["epoch"]: r["epoch_time_s"] for r in self.history}
+        ips = {r["epoch"]: r["images_per_s"] for r in self.history}
+        metrics = {
+            "method": cfg["method"], "dataset": cfg["dataset"], "seed": cfg["seed"], "config_hash": self.hash,
+            "epochs": cfg["epochs"], "primary_strategy": method.strategies[0],
+            "test_acc": strategies[method.strategies[0]]["acc"],
+            "strategies": strategies,
+            "best_readout": method.readout_names[best],
+            "readouts": method.readout_names,
+            "val_acc_per_readout": val,
+            "test_acc_per_readout": test["per_readout"],
+            "params_total": sum(p.numel() for p in method.parameters()),
+            "params_trainable": sum(p.numel() for p in method.parameters() if p.requires_grad),
+            "fixed_buffer_values": sum(b.numel() for b in method.buffers()),
+            "epoch_time_s_mean": sum(epochs.values()) / len(epochs),
+            "train_time_s": sum(epochs.values()),
+            "train_images_per_s": sum(ips.values()) / len(ips),
+            "peak_train_memory_bytes": max(r["peak_memory_bytes"] for r in self.history) if self.device.type == "cuda" else None,
+            "hardware": hardware_info(self.device),
+            "method_extra": method.extra_state_for_metrics(),
+        }
+        metrics["world_size"] = self.world
+        if not self.main:
+            return metrics
+        if hasattr(method, "goodness_distributions"):
+            save_torch(self.out / "goodness.pt", method.goodness_distributions(x[:64]))
+        write_json(self.out / "metrics.json", metrics)  # last: its presence means the run finished
+        log.info("test acc %s", {s: round(v["acc"] * 100, 2) for s, v in strategies.items()})
+        return metrics
+
+
+def _safe(fn, *args) -> None:
+    """Callbacks observe; a failing one is reported and never stops or loses the run."""
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - tracking must never kill training
+        print(f"warning: callback {fn.__qualname__} failed: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def _yaml(cfg: Mapping[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(dict(cfg), sort_keys=True)

@@ -1,0 +1,95 @@
+"""The interface every learning method implements, so that one engine trains them all.
+
+A method owns its model and its losses; the engine owns data, optimiser, schedule,
+checkpoints, metrics and logging. Per training step the engine calls
+`method.train_step(x, y, epoch)`, which must run forward, call `backward()` itself
+(so layer-local methods can free each layer's graph early) and return a StepStats;
+the engine then steps the optimiser. For evaluation the method returns per-readout
+scores ([B, N] per layer or head) and combines them into predictions per strategy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from asge.config import Key
+
+
+@dataclass
+class StepStats:
+    """What one training step reports; all tensors stay on the device (no sync per step).
+
+    layer_loss:    [L] loss of each readout (layer or head), detached.
+    layer_correct: [L] number of correctly classified training samples per readout.
+    extra:         named [L] counts summed over the epoch and divided by the sample
+                   count (e.g. FF's positive/negative accuracies).
+    """
+
+    layer_loss: torch.Tensor
+    layer_correct: torch.Tensor
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class of registered methods (see asge.registry.register_method)."""
+
+    name: str = "?"
+    #: method-specific configuration keys (name -> Key), validated like the common ones
+    keys: dict[str, Key] = {}
+    #: True when no gradient crosses layers (tested for every such method)
+    layer_local: bool = False
+    #: prediction strategies this method supports; the first is its headline number
+    strategies: tuple[str, ...] = ("last",)
+
+    def __init__(self, cfg: Mapping[str, Any], info: Any) -> None:
+        super().__init__()
+        self.cfg = dict(cfg)
+        self.info = info
+
+    # --- configuration -------------------------------------------------------------
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Cross-key checks that need more than one key (raise ConfigError)."""
+
+    # --- training ------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        """Parameter groups for the optimiser (fixed buffers are never included)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> StepStats:
+        raise NotImplementedError
+
+    @property
+    def readout_names(self) -> list[str]:
+        """Names of the readouts whose scores `layer_scores` returns, e.g. layer1..layer8."""
+        raise NotImplementedError
+
+    # --- evaluation ----------------------------------------------------------------
+    def layer_scores(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """Per-readout class scores [B, N] (argmax = that readout's prediction); with `upto`,
+        only the first `upto` readouts are computed (inference of a truncated network)."""
+        raise NotImplementedError
+
+    def predict(self, scores: list[torch.Tensor], strategy: str, best: int) -> torch.Tensor:
+        """Class scores [B, N] of `strategy` from the per-readout scores; `best` is the
+        validation-selected readout index (used by the 'best' strategy)."""
+        if strategy == "last":
+            return scores[-1]
+        if strategy == "best":
+            return scores[best]
+        raise ValueError(f"{self.name} has no prediction strategy {strategy!r}; it has {self.strategies}")
+
+    def inference_layers(self, strategy: str, best: int) -> int:
+        """How many blocks must run at inference for `strategy` (the rest can be dropped)."""
+        return best + 1 if strategy == "best" else len(self.readout_names)
+
+    def inference_params(self, strategy: str, best: int) -> int:
+        """Parameters (and fixed projection values) needed at inference for `strategy`."""
+        return sum(p.numel() for p in self.parameters()) + sum(b.numel() for b in self.buffers())
+
+    def extra_state_for_metrics(self) -> dict[str, Any]:
+        """Method-specific numbers for metrics.json (e.g. goodness dimensions)."""
+        return {}

@@ -1,0 +1,103 @@
+"""Device, threads, seeds, determinism and RNG state capture for exact resume."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+
+class DeviceError(RuntimeError):
+    """The requested device is not available."""
+
+
+def select_device(cfg: Mapping[str, Any], local_rank: int = 0) -> torch.device:
+    """The device named by cfg['device'] (under torchrun: this process's GPU); refuses to run
+    on the CPU when a GPU is required."""
+    want = cfg["device"]
+    if want == "auto":
+        want = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"device {cfg['device']!r} asked for, but CUDA is not available on this machine")
+    if cfg["require_gpu"] and not want.startswith("cuda"):
+        raise DeviceError(
+            "this run requires a GPU (require_gpu: true, set by the workflow's GPU jobs) but none is available; "
+            "run on a GPU node, or use the smoke preset / require_gpu=false for a CPU run"
+        )
+    device = torch.device(want)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def setup_runtime(cfg: Mapping[str, Any], device: torch.device) -> None:
+    """Threads, seeds and the determinism switch, before the model is built."""
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    seed_everything(cfg["seed"])
+    if cfg["deterministic"]:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """All global RNG states, as tensors/ints only, so weights_only loading accepts them."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.tensor([*np.random.get_state()[1].tolist(), np.random.get_state()[2]], dtype=torch.int64),
+        "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    keys = state["numpy"].numpy()
+    np.random.set_state(("MT19937", keys[:-1].astype(np.uint32), int(keys[-1]), 0, 0.0))
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.machine()} ({os.cpu_count()} cores)"
+
+
+def hardware_info(device: torch.device) -> dict[str, str]:
+    """Names of the hardware and library versions, for metrics and tracking tags."""
+    import torchvision
+
+    info = {
+        "device": str(device),
+        "cpu": _cpu_name(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "threads": str(torch.get_num_threads()),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info

@@ -1,0 +1,345 @@
+"""Unit tests of the baselines: FF (label planes, negatives, batched label trials), CwC-FF
+(group goodness, CwC loss, channel constraint, ILT, superclasses, predictors) and BP, and
+that every run file in config/runs/{ff,cwc,bp} resolves and builds."""
+from __future__ import annotations
+
+import math
+import types
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from asge.config import ConfigError, load_yaml, resolve_config
+from asge.registry import create_method, method_class
+from baselines.cwc import cwc_loss, group_goodness
+from baselines.ff import label_planes, wrong_labels
+
+RUNS = Path(__file__).resolve().parent.parent / "config" / "runs"
+INFO10 = types.SimpleNamespace(name="cifar10", num_classes=10, in_channels=3, image_size=16)
+SMALL = {
+    "ff": {"channels": [8, 8, 16], "pool_layers": [2, 3]},
+    "bp": {"channels": [8, 8, 16], "pool_layers": [2, 3]},
+    "cwc": {"channels": [10, 20, 30, 40], "groups": [1, 10, 1, 10], "pool_layers": [2, 4]},
+}
+
+
+def make(name, info=INFO10, dataset="cifar10", **over):
+    cfg = resolve_config(name, dataset, [SMALL[name], over], method_class(name))
+    torch.manual_seed(0)
+    return create_method(name, cfg, info)
+
+
+def batch(n=5, info=INFO10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, info.in_channels, info.image_size, info.image_size, generator=g)
+    return x, torch.randint(0, info.num_classes, (n,), generator=g)
+
+
+# --- CwC-FF ---------------------------------------------------------------------------
+def test_cwc_group_goodness_and_loss_by_hand():
+    # a 2-class layer with 4 channels (2 per class) on a 2x2 map
+    h = torch.zeros(1, 4, 2, 2)
+    h[0, 0] = 1.0                  # class 0, channel 0: four ones
+    h[0, 1, 0, 0] = 2.0            # class 0, channel 1: a single 2
+    h[0, 2, 1, 1] = 3.0            # class 1, channel 2: a single 3
+    h[0, 3] = -0.5                 # class 1, channel 3: signs do not matter
+    g = group_goodness(h, 2)
+    g0 = (4 * 1.0 + 4.0) / 8       # mean of y^2 over 2 channels x 4 positions
+    g1 = (9.0 + 4 * 0.25) / 8
+    assert torch.allclose(g, torch.tensor([[g0, g1]]))
+    for y, (gy, other) in enumerate([(g0, g1), (g1, g0)]):
+        expected = -math.log(math.exp(gy) / (math.exp(g0) + math.exp(g1)))
+        assert cwc_loss(g, torch.tensor([y])).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_cwc_groups_are_contiguous_channels():
+    h = torch.zeros(2, 6, 3, 3)
+    h[0, 4:6] = 1.0                # sample 0 lights up the last group of 3 classes
+    h[1, 0:2] = 2.0                # sample 1 the first
+    g = group_goodness(h, 3)
+    assert g.shape == (2, 3)
+    assert g.argmax(1).tolist() == [2, 0]
+    assert g[1, 0].item() == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("over, words", [
+    ({"channels": [10, 20, 30, 45], "groups": [1, 1, 1, 1]}, ["'channels'", "45", "10 classes"]),
+    ({"channels": [15, 20, 30, 40], "groups": [1, 1, 1, 1]}, ["'channels'", "15", "10 classes"]),
+    ({"channels": [10, 20, 30, 40], "groups": [1, 7, 1, 10]}, ["'groups'", "groups=7"]),
+    ({"groups": [1, 10, 1]}, ["'groups'"]),
+    ({"ilt_windows": [[0, 2], [0, 3]]}, ["'ilt_windows'"]),
+    ({"ilt_windows": [[2, 1], [0, 3], [0, 3], [0, 3]]}, ["'ilt_windows'"]),
+    ({"superclass_layers": 4}, ["'superclass_layers'"]),
+    ({"superclass_layers": 1, "superclasses": 3}, ["'superclasses'"]),
+])
+def test_cwc_refuses_bad_architectures(over, words):
+    with pytest.raises(ConfigError) as e:
+        make("cwc", **over)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_cwc_channel_check_uses_the_real_class_count():
+    # resolve_config alone refuses the 10-class CFSE net on CIFAR-100 (100 classes), naming the key
+    with pytest.raises(ConfigError, match=r"'channels'.*\[20, 80, 240, 480\].*100 classes"):
+        resolve_config("cwc", "cifar100", [], method_class("cwc"))
+    # a data set unknown to the catalog: the same check runs when the model is built
+    info = types.SimpleNamespace(name="toy", num_classes=4, in_channels=1, image_size=8)
+    cfg = resolve_config("cwc", "toy", [{"channels": [6], "groups": [1], "pool_layers": []}], method_class("cwc"))
+    with pytest.raises(ConfigError, match=r"'channels'.*6 channels.*4 classes"):
+        create_method("cwc", cfg, info)
+
+
+def test_cwc_ilt_window_freezes_layers_and_head():
+    m = make("cwc", ilt_windows=[[0, 1], [1, 2], [0, 2], [0, 2]], sf_start_epoch=1)
+    x, y = batch()
+    stats = m.train_step(x, y, epoch=0)
+    assert torch.isfinite(stats.layer_loss).all() and stats.layer_loss.shape == (5,)
+    assert all(p.grad is not None for p in m.layers[0].parameters())
+    assert all(p.grad is None for p in m.layers[1].parameters())   # outside [1, 2)
+    assert all(p.grad is None for p in m.head.parameters())        # Sf head starts at epoch 1
+    assert stats.extra["trained"].tolist() == [5, 0, 5, 5, 0]
+    m.zero_grad(set_to_none=True)
+    m.train_step(x, y, epoch=1)
+    assert all(p.grad is None for p in m.layers[0].parameters())   # window [0, 1) is over
+    assert all(p.grad is not None for p in m.layers[1].parameters())
+    assert all(p.grad is not None for p in m.head.parameters())
+
+
+def test_cwc_no_gradient_crosses_layers():
+    m = make("cwc")
+    x, y = batch()
+    m.train_step(x, y, 0)
+    full = {n: p.grad.clone() for n, p in m.named_parameters()}
+    # layer k alone, from the detached output of the layers before it, gives the same gradient
+    h = x
+    for k, layer in enumerate(m.layers):
+        m.zero_grad(set_to_none=True)
+        site, out = layer.parts(h.detach())
+        cwc_loss(group_goodness(site, 10), y).backward()
+        for n, p in layer.named_parameters():
+            assert torch.allclose(p.grad, full[f"layers.{k}.{n}"], atol=1e-6), (k, n)
+        h = out.detach()
+
+
+def test_cwc_superclass_layers():
+    info = types.SimpleNamespace(name="toy", num_classes=10, in_channels=3, image_size=8)
+    m = make("cwc", info, dataset="toy", channels=[5, 10, 20], groups=[1, 5, 1], pool_layers=[2],
+             superclass_layers=2, superclasses=5)
+    assert m.class_groups == [5, 5, 10]
+    x, y = batch(6, info)
+    assert torch.equal(m._targets(0, y), y // 2)
+    assert torch.equal(m._targets(2, y), y)
+    stats = m.train_step(x, y, 0)
+    assert torch.isfinite(stats.layer_loss).all()
+    m.eval()
+    scores = m.layer_scores(x)
+    assert [s.shape for s in scores] == [(6, 10)] * 4
+    # a superclass readout gives both fine classes of a superclass the same score
+    assert torch.equal(scores[0][:, 0::2], scores[0][:, 1::2])
+
+
+def test_cwc_predictors_and_inference_cost():
+    m = make("cwc")
+    x, y = batch()
+    m.train_step(x, y, 0)
+    m.eval()
+    scores = m.layer_scores(x)
+    assert m.readout_names == ["layer1", "layer2", "layer3", "layer4", "sf_head"]
+    assert torch.equal(m.predict(scores, "ga", 0), scores[3])
+    assert torch.equal(m.predict(scores, "sf", 0), scores[4])
+    # GA needs the conv layers only: a truncated pass still predicts with the last layer
+    ga_scores = m.layer_scores(x, upto=m.inference_layers("ga", 0))
+    assert len(ga_scores) == 4 and torch.equal(m.predict(ga_scores, "ga", 0), scores[3])
+    head = sum(p.numel() for p in m.head.parameters())
+    assert m.inference_params("sf", 0) - m.inference_params("ga", 0) == head
+    assert m.head.in_features == 40 * 4 * 4  # flattened last-layer output (sf_input: flatten)
+    assert make("cwc", sf_input="gap").head.in_features == 40
+
+
+def test_cwc_goodness_site():
+    m = make("cwc", goodness_site="before_norm")
+    x, _ = batch()
+    m.eval()
+    layer = m.layers[0]
+    site, out = layer.parts(x)
+    assert torch.equal(site, F.relu(layer.conv(x)))
+    assert torch.equal(out, layer.bn(site))
+    m2 = make("cwc")
+    m2.eval()
+    site2, out2 = m2.layers[0].parts(x)
+    assert torch.equal(site2, out2)  # the default takes goodness after BatchNorm (official code)
+
+
+# --- FF -------------------------------------------------------------------------------
+def test_ff_label_planes_one_hot_per_sample():
+    y = torch.tensor([3, 0, 9, 3])
+    planes = label_planes(y, 10, 5, 7)
+    assert planes.shape == (4, 10, 5, 7)
+    for b, lab in enumerate(y.tolist()):
+        assert (planes[b, lab] == 1).all()
+        assert planes[b].sum() == 5 * 7  # exactly one plane is on
+    m = make("ff")
+    x, _ = batch(4)
+    inp = m.with_labels(x, y)
+    assert inp.shape == (4, 3 + 10, 16, 16)
+    assert torch.equal(inp[:, :3], x) and torch.equal(inp[:, 3:], label_planes(y, 10, 16, 16))
+    assert m.blocks[0].conv.in_channels == 13
+
+
+def test_ff_wrong_labels_never_true_and_uniform():
+    torch.manual_seed(0)
+    n_cls, draws = 10, 90_000
+    y = torch.randint(0, n_cls, (draws,))
+    neg = wrong_labels(y, n_cls)
+    assert (neg != y).all() and neg.min() >= 0 and neg.max() < n_cls
+    # for a fixed true label, the 9 others come out equally often
+    y3 = torch.full((draws,), 3)
+    counts = torch.bincount(wrong_labels(y3, n_cls), minlength=n_cls).float()
+    assert counts[3] == 0
+    others = torch.cat([counts[:3], counts[4:]])
+    assert ((others - draws / 9).abs() < 0.05 * draws / 9).all(), counts
+
+
+def _slow_label_scores(m, x):
+    """Reference: one full pass per candidate label, written out independently."""
+    per_label = []
+    for n in range(m.num_classes):
+        planes = torch.zeros(x.shape[0], m.num_classes, *x.shape[2:])
+        planes[:, n] = 1.0
+        h, gs = torch.cat([x, planes], 1), []
+        for blk in m.blocks:
+            h = blk(h / h.square().mean(dim=(1, 2, 3), keepdim=True).sqrt())
+            gs.append(h.square().mean(dim=(1, 2, 3)))
+        per_label.append(torch.stack(gs))          # [L, B]
+    return torch.stack(per_label, dim=2)            # [L, B, N]
+
+
+@pytest.mark.parametrize("trial_batch", [4096, 25, 1])  # one pass; 2 images per pass; 1 image per pass
+def test_ff_batched_label_trials_equal_per_label_loop(trial_batch):
+    m = make("ff", trial_batch=trial_batch)
+    opt = torch.optim.AdamW(m.param_groups(), lr=1e-2)
+    for s in range(2):  # move away from the initial weights
+        opt.zero_grad(set_to_none=True)
+        m.train_step(*batch(seed=s), epoch=0)
+        opt.step()
+    m.eval()
+    x, _ = batch(5, seed=7)
+    fast = m.layer_scores(x)
+    slow = _slow_label_scores(m, x)
+    assert len(fast) == 3 and all(s.shape == (5, 10) for s in fast)
+    for i in range(3):
+        assert torch.allclose(fast[i], slow[i], rtol=1e-5, atol=1e-6), i
+    assert len(m.layer_scores(x, upto=2)) == 2
+
+
+def test_ff_train_step_stats_and_strategies():
+    m = make("ff", fusion_from=2)
+    x, y = batch(6)
+    stats = m.train_step(x, y, 0)
+    assert stats.layer_loss.shape == (3,) and torch.isfinite(stats.layer_loss).all()
+    pos, neg = stats.extra["pos_acc"], stats.extra["neg_acc"]
+    assert ((0 <= pos) & (pos <= 6) & (0 <= neg) & (neg <= 6)).all()
+    assert torch.allclose(stats.layer_correct, (pos + neg) / 2)
+    assert all(p.grad is not None for p in m.parameters())
+    scores = [torch.zeros(2, 10) for _ in range(3)]
+    scores[0][:, 0], scores[1][:, 1], scores[2][:, 2] = 9.0, 2.0, 1.5
+    scores[2][:, 1] = 1.0
+    assert (m.predict(scores, "fusion", 0).argmax(1) == 1).all()  # layer 1 is not fused
+    assert (m.predict(scores, "last", 0).argmax(1) == 2).all()
+    assert (m.predict(scores, "best", 0).argmax(1) == 0).all()
+    assert m.inference_params("best", 0) == sum(p.numel() for p in m.blocks[0].parameters())
+
+
+def test_ff_loss_by_hand():
+    m = make("ff", theta=2.0)
+    x, y = batch(4)
+    torch.manual_seed(1)
+    stats = m.train_step(x, y, 0)
+    torch.manual_seed(1)
+    neg = wrong_labels(y, 10)
+    with torch.no_grad():
+        h = torch.cat([m.with_labels(x, y), m.with_labels(x, neg)])
+        h = m.blocks[0](h / h.square().mean(dim=(1, 2, 3), keepdim=True).sqrt())
+        g = h.square().mean(dim=(1, 2, 3))
+    expected = (F.softplus(2.0 - g[:4]) + F.softplus(g[4:] - 2.0)).mean()
+    assert stats.layer_loss[0].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_ff_refuses_imagenet():
+    with pytest.raises(ConfigError, match=r"imagenet.*not run"):
+        resolve_config("ff", "imagenet", [], method_class("ff"))
+
+
+# --- BP -------------------------------------------------------------------------------
+def test_bp_learns_a_fixed_batch_end_to_end():
+    m = make("bp")
+    assert m.readout_names == ["head"] and not m.layer_local
+    x, y = batch(8)
+    opt = torch.optim.AdamW(m.param_groups(), lr=3e-3)
+    first = None
+    for _ in range(25):
+        opt.zero_grad(set_to_none=True)
+        stats = m.train_step(x, y, 0)
+        # one loss reaches every block: backprop, not layer-local
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.blocks[0].parameters())
+        opt.step()
+        first = stats.layer_loss.item() if first is None else first
+    assert stats.layer_loss.item() < 0.5 * first
+    m.eval()
+    (scores,) = m.layer_scores(x)
+    assert torch.equal(m.predict([scores], "last", 0), scores)
+
+
+# --- all three: the Method protocol and the run files ------------------------------------
+@pytest.mark.parametrize("name", ["ff", "cwc", "bp"])
+def test_protocol_and_state_dict_round_trip(name):
+    m = make(name)
+    x, y = batch()
+    stats = m.train_step(x, y, 0)
+    n = len(m.readout_names)
+    assert stats.layer_loss.shape == (n,) and stats.layer_correct.shape == (n,)
+    assert torch.isfinite(stats.layer_loss).all()
+    m.eval()
+    scores = m.layer_scores(x)
+    assert len(scores) == n and all(s.shape == (5, 10) for s in scores)
+    for s in m.strategies:
+        assert m.predict(scores, s, 0).shape == (5, 10)
+        assert m.inference_params(s, 0) > 0
+    m2 = make(name)
+    m2.load_state_dict(m.state_dict())
+    m2.eval()
+    for a, b in zip(m2.layer_scores(x), scores):
+        assert torch.equal(a, b)
+
+
+RUN_FILES = sorted(p for m in ("ff", "cwc", "bp") for p in (RUNS / m).glob("*.yaml"))
+
+
+def test_every_method_and_dataset_has_a_run_file():
+    names = {(p.parent.name, p.stem) for p in RUN_FILES}
+    for m in ("ff", "cwc", "bp"):
+        for d in ("mnist", "fashionmnist", "cifar10", "cifar100", "imagenet"):
+            assert (m, d) in names
+
+
+@pytest.mark.parametrize("path", RUN_FILES, ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_run_files_resolve_and_build(path):
+    from asge.data.catalog import dataset_info
+
+    method, dataset = path.parent.name, path.stem
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert "#" in line, f"{path}: key without a comment: {line}"
+    layer = load_yaml(path)
+    if (method, dataset) == ("ff", "imagenet"):
+        with pytest.raises(ConfigError, match="not run"):
+            resolve_config(method, dataset, [layer], method_class(method))
+        return
+    cfg = resolve_config(method, dataset, [layer], method_class(method))
+    info = dataset_info(dataset, cfg)
+    with torch.device("meta"):  # build without allocating the weights
+        m = create_method(method, cfg, info)
+    assert len(m.readout_names) >= 1

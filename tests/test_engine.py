@@ -1,0 +1,110 @@
+"""The shared engine on tiny real-format MNIST data: run files, resume, NaN, bad checkpoints."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from asge.checkpoint import CheckpointError
+from asge.engine import CHECKPOINT, NonFiniteLoss, Trainer
+from asge.train import main, resolve
+from tests.fakedata import write_mnist
+
+TINY = ["channels=[8, 16]", "pool_layers=[1, 2]", "val_size=100", "batch_size=64", "eval_batch_size=200",
+        "deterministic=true", "threads=1", "epochs=3", "lr=0.01", "warmup_epochs=0"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return write_mnist(tmp_path_factory.mktemp("data"), n_train=2000)
+
+
+def cfg_for(data_root, *extra, method="asge"):
+    return resolve(method, "mnist", overrides=[*TINY, f"data_root={data_root}", "data_mirrors=[]", "offline=true", *extra])
+
+
+def test_run_folder_is_complete(data_root, tmp_path):
+    out = tmp_path / "run"
+    metrics = Trainer(cfg_for(data_root), out).run()
+    for name in ("config.yaml", "history.csv", "metrics.json", CHECKPOINT, "goodness.pt"):
+        assert (out / name).is_file(), name
+    hist = pd.read_csv(out / "history.csv")
+    assert set(hist.epoch) == {1, 2, 3} and set(hist.readout) == {"layer1", "layer2"}
+    assert {"train_loss", "train_acc", "val_acc", "epoch_time_s", "images_per_s"} <= set(hist.columns)
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["test_acc"] == metrics["test_acc"] == metrics["strategies"]["fusion"]["acc"]
+    assert set(metrics["strategies"]) == {"fusion", "last", "best"}
+    # the banded toy data is easy: three epochs must learn it (chance is 10 %)
+    assert metrics["test_acc"] > 0.5
+    assert metrics["strategies"]["best"]["inference_params"] <= metrics["strategies"]["last"]["inference_params"]
+
+
+class CrashAfterFirstEpoch(Trainer):
+    def _epoch(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated crash")
+        super()._epoch(epoch)
+
+
+def test_resume_gives_the_same_metrics(data_root, tmp_path):
+    full = Trainer(cfg_for(data_root), tmp_path / "full").run()
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        CrashAfterFirstEpoch(cfg_for(data_root), part).run()
+    assert (part / CHECKPOINT).exists() and not (part / "metrics.json").exists()
+    resumed = Trainer(cfg_for(data_root), part).run()
+    assert resumed["test_acc_per_readout"] == full["test_acc_per_readout"]
+    assert resumed["val_acc_per_readout"] == full["val_acc_per_readout"]
+    a = pd.read_csv(tmp_path / "full" / "history.csv")
+    b = pd.read_csv(part / "history.csv")
+    pd.testing.assert_frame_equal(a.drop(columns=["epoch_time_s", "images_per_s"]),
+                                  b.drop(columns=["epoch_time_s", "images_per_s"]))
+
+
+def test_nan_loss_stops_without_metrics(data_root, tmp_path):
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLoss, match="non-finite training loss"):
+        Trainer(cfg_for(data_root, "lr=1e30", "optimizer=sgd", "log_every=1", "epochs=1"), out).run()
+    assert not (out / "metrics.json").exists()
+
+
+def test_corrupt_and_foreign_checkpoints_are_refused(data_root, tmp_path):
+    out = tmp_path / "run"
+    Trainer(cfg_for(data_root, "epochs=1"), out).run()
+    (out / "metrics.json").unlink()
+    ckpt = out / CHECKPOINT
+    good = ckpt.read_bytes()
+    # from another configuration (other lr): refused, not loaded silently
+    with pytest.raises(CheckpointError, match="another configuration"):
+        Trainer(cfg_for(data_root, "lr=0.001"), out).run()
+    # truncated file
+    ckpt.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Trainer(cfg_for(data_root), out).run()
+    assert not (out / "metrics.json").exists()
+
+
+def test_cli_rejects_bad_config_before_running(tmp_path, capsys):
+    assert main(["--method", "asge", "--dataset", "mnist", "--out", str(tmp_path / "r"), "--set", "epochs=-1"]) == 2
+    assert "'epochs'" in capsys.readouterr().err
+    assert main(["--method", "nope", "--dataset", "mnist", "--out", str(tmp_path / "r")]) == 2
+    assert "registered methods" in capsys.readouterr().err
+    assert main(["--method", "asge", "--dataset", "svhn", "--out", str(tmp_path / "r")]) == 2
+    assert "svhn" in capsys.readouterr().err
+    assert main(["--method", "asge", "--dataset", "mnist", "--out", str(tmp_path / "r"), "--set", "lr=fast"]) == 2
+    assert "'lr'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_finished_run_is_not_redone(data_root, tmp_path):
+    out = tmp_path / "run"
+    args = ["--method", "asge", "--dataset", "mnist", "--out", str(out)] + sum(
+        (["--set", s] for s in [*TINY, f"data_root={data_root}", "data_mirrors=[]", "epochs=1"]), [])
+    assert main(args) == 0
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / "metrics.json").stat().st_mtime_ns == stamp
+    shutil.rmtree(out)

@@ -1,0 +1,122 @@
+"""One parametrised test over every registered method: build per data-set shape, one step,
+finite losses, output shapes, checkpoint round-trip and (layer-local methods) no gradient
+crossing layers."""
+from __future__ import annotations
+
+import io
+import types
+
+import pytest
+import torch
+
+from asge.config import resolve_config
+from asge.registry import create_method, list_methods, method_class
+
+SHAPES = {  # dataset: (classes, channels, side)
+    "mnist": (10, 1, 28),
+    "fashionmnist": (10, 1, 28),
+    "cifar10": (10, 3, 32),
+    "cifar100": (100, 3, 32),
+    "imagenet": (1000, 3, 32),
+}
+
+
+def small_overrides(name: str, dataset: str) -> dict:
+    """Narrow nets so that the test is fast; CwC keeps its class-multiple structure."""
+    keys = method_class(name).keys
+    if name == "cwc":
+        n = SHAPES[dataset][0]
+        return {"channels": [n, n, 2 * n, 2 * n], "groups": [1, n, 1, n], "pool_layers": [2, 4],
+                "superclass_layers": 0, "ilt_windows": [[0, 1]] * 4}
+    if "width" in keys:
+        return {"channels": [8, 8, 16, 16], "pool_layers": [2, 4]}
+    return {}
+
+
+def cases():
+    for name in list_methods():
+        for dataset in SHAPES:
+            if name == "ff" and dataset == "imagenet":
+                continue  # FF refuses N=1000 label passes (tested in test_baselines)
+            yield name, dataset
+
+
+@pytest.mark.parametrize("name, dataset", list(cases()))
+def test_every_method(name, dataset):
+    n_cls, c, side = SHAPES[dataset]
+    info = types.SimpleNamespace(name=dataset, num_classes=n_cls, in_channels=c, image_size=side)
+    cfg = resolve_config(name, dataset, [small_overrides(name, dataset)], method_class(name))
+    torch.manual_seed(0)
+    m = create_method(name, cfg, info)
+    x, y = torch.randn(4, c, side, side), torch.randint(0, n_cls, (4,))
+
+    opt = torch.optim.AdamW(m.param_groups(), lr=1e-3)
+    opt.zero_grad(set_to_none=True)
+    stats = m.train_step(x, y, 0)
+    n_read = len(m.readout_names)
+    assert stats.layer_loss.shape[0] == stats.layer_correct.shape[0]
+    assert torch.isfinite(stats.layer_loss).all()
+    trained = [p for p in m.parameters() if p.grad is not None]
+    assert trained, "a training step must produce gradients"
+    assert all(torch.isfinite(p.grad).all() for p in trained)
+    opt.step()
+
+    m.eval()
+    with torch.no_grad():
+        scores = m.layer_scores(x)
+    assert len(scores) == n_read and all(s.shape == (4, n_cls) for s in scores)
+    for s in m.strategies:
+        out = m.predict(scores, s, best=n_read - 1)
+        assert out.shape == (4, n_cls) and torch.isfinite(out).all(), s
+        assert 0 < m.inference_params(s, n_read - 1) <= sum(p.numel() for p in m.parameters()) + sum(
+            b.numel() for b in m.buffers())
+
+    buf = io.BytesIO()
+    torch.save(m.state_dict(), buf)
+    buf.seek(0)
+    twin = create_method(name, cfg, info)
+    twin.load_state_dict(torch.load(buf, weights_only=True))
+    twin.eval()
+    with torch.no_grad():
+        again = twin.layer_scores(x)
+    for a, b in zip(scores, again):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def layer_of(param_name: str) -> tuple[str, int] | None:
+    """('blocks', 3) for 'blocks.3.conv.weight'; None for parameters outside a layer list."""
+    parts = param_name.split(".")
+    for i, p in enumerate(parts):
+        if p.isdigit():
+            return ".".join(parts[:i]), int(p)
+    return None
+
+
+@pytest.mark.parametrize("name", [n for n in list_methods() if method_class(n).layer_local])
+def test_layer_local_methods_keep_gradients_inside_layers(name):
+    """Training on a batch never changes any gradient of a layer when only a *later* layer's
+    inputs change: compare gradients with and without perturbing deeper layers' weights."""
+    info = types.SimpleNamespace(name="cifar10", num_classes=10, in_channels=3, image_size=32)
+    cfg = resolve_config(name, "cifar10", [small_overrides(name, "cifar10")], method_class(name))
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+
+    def grads(perturb: bool) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        m = create_method(name, cfg, info)
+        if perturb:  # scramble every parameter of the deepest layer
+            with torch.no_grad():
+                for n, p in m.named_parameters():
+                    if layer_of(n) == last:
+                        p.mul_(-3.0).add_(0.5)
+        torch.manual_seed(1)
+        m.train_step(x, y, 0)
+        return {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+
+    torch.manual_seed(0)
+    layers = [layer_of(n) for n, _ in create_method(name, cfg, info).named_parameters() if layer_of(n)]
+    last = max(layers, key=lambda t: t[1])
+    base, moved = grads(False), grads(True)
+    earlier = [n for n in base if layer_of(n) and layer_of(n)[1] < last[1]]
+    assert earlier
+    for n in earlier:
+        assert torch.equal(base[n], moved[n]), f"{name}: gradient of {n} depends on a later layer"

@@ -1,0 +1,168 @@
+"""End to end: the whole Snakemake DAG on the `tiny` preset, on a CPU, in a temporary copy of
+the workflow, with MNIST/FashionMNIST files in the real idx format that this test writes.
+
+Checks: every table and figure is built, MLflow holds every run with its metric history, a
+second invocation has nothing to do, changing one method's hyperparameter reruns only that
+method's training jobs (params rerun trigger), `snakemake --lint` is clean, and the report
+builds. Nothing is written into the repository.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+METHODS = ("asge", "ff", "cwc", "bp")
+DATASETS = ("mnist", "fashionmnist")
+TABLES = ("T1_main", "T2_strategies", "T3_pooling", "T4_alpha", "T5_imagenet", "T6_cost", "T7_channel_scaling")
+FIGURES = ("fig1_ff_layers", "fig3_asge_layers", "fig4_goodness", "fig_accuracy_mnist", "fig_accuracy_fashionmnist")
+
+
+def write_idx(path: Path, arr: np.ndarray) -> None:
+    """An idx file as MNIST ships it: magic (0, 0, uint8 type 8, ndim), big-endian dims, data."""
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    with path.open("wb") as f:
+        f.write(bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes())
+
+
+def write_mnist_like(root: Path, folder: str, train_per_class: int, test_per_class: int, seed: int) -> None:
+    """<root>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte: 28x28 noise with a
+    bright block whose position encodes the label (learnable, all 10 classes in both parts)."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    for prefix, k in (("train", train_per_class), ("t10k", test_per_class)):
+        y = rng.permutation(np.repeat(np.arange(10), k))
+        x = rng.integers(0, 60, size=(len(y), 28, 28))
+        for i, label in enumerate(y):
+            r, c = divmod(int(label), 5)
+            x[i, 4 + 12 * r: 12 + 12 * r, 2 + 5 * c: 7 + 5 * c] = 230
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
+
+
+def snakemake(work: Path, data: Path, *args: str, config: tuple[str, ...] = (), timeout: int = 600
+              ) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(OMP_WAIT_POLICY="PASSIVE", MLFLOW_DISABLE_TELEMETRY="true", PYTHONDONTWRITEBYTECODE="1")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args,
+           "--config", "preset=tiny", f"data_root={data}", "data_mirrors=[]", "offline=true", *config]
+    return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def check(proc: subprocess.CompletedProcess) -> str:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(work copy, data root) after a complete run of the tiny preset."""
+    try:
+        import asge.data  # noqa: F401
+        import baselines.ff  # noqa: F401
+    except ImportError as e:  # the data layer / baselines are built by other engineers
+        pytest.skip(f"the suite is incomplete: {e}")
+    tmp = tmp_path_factory.mktemp("wf")
+    work, data = tmp / "repo", tmp / "data"
+    work.mkdir()
+    for item in ("Snakefile", "workflow", "config", "profiles"):
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    write_mnist_like(data, "MNIST", 12, 5, seed=0)
+    write_mnist_like(data, "FashionMNIST", 12, 5, seed=1)
+    check(snakemake(work, data))
+    return work, data
+
+
+def test_every_table_and_figure_is_built(tiny):
+    work, _ = tiny
+    res = work / "results" / "tiny"
+    for t in TABLES:
+        for fmt in ("md", "tex", "csv"):
+            assert (res / "tables" / f"{t}.{fmt}").stat().st_size > 0, f"{t}.{fmt}"
+    for f in FIGURES:
+        for fmt in ("png", "pdf"):
+            assert (res / "figures" / f"{f}.{fmt}").stat().st_size > 1000, f"{f}.{fmt}"
+    runs = pd.read_csv(res / "tables" / "runs.csv")
+    main = runs[runs["study"] == "main"]
+    assert {(m, d) for m, d in zip(main["method"], main["dataset"])} == {(m, d) for m in METHODS for d in DATASETS}
+    assert set(runs[runs["study"] == "ablations"]["variant"]) == {"reference", "pool_avg", "alpha_0"}
+    assert runs["test_acc"].between(0, 1).all() and (runs["epochs"] == 1).all()
+    t1 = (res / "tables" / "T1_main.md").read_text()
+    assert re.search(r"\| ASGE \| MNIST \| fusion \| \d+\.\d\d \(n=1\) \| 0 \| 1 \| CPU", t1)
+    assert "| ASGE | CIFAR-10 | – | not run |" in t1 and "99.65" in t1
+    t3 = (res / "tables" / "T3_pooling.md").read_text()
+    assert re.search(r"\| max \| not run", t3) and re.search(r"\| avg \| \d+\.\d\d \(n=1\)", t3)
+    t5 = pd.read_csv(res / "tables" / "T5_imagenet.csv")
+    assert set(t5["status"]) == {"not run"} and set(t5["reported_v1_top1"].dropna()) == {26.21}
+    t7 = pd.read_csv(res / "tables" / "T7_channel_scaling.csv")
+    assert sorted(t7["classes"].unique()) == [10, 100, 1000]
+    asge = t7[t7["method"] == "asge"]
+    assert asge["params_trainable"].nunique() == 1 and asge["fixed_projection_values"].is_monotonic_increasing
+    # every run folder holds the engine's files; ASGE's also the goodness samples
+    for d in (res / "runs" / "main").iterdir():
+        assert {"config.yaml", "history.csv", "metrics.json", "checkpoint.pt"} <= {p.name for p in d.iterdir()}
+    assert (res / "runs" / "main" / "asge-mnist-s0" / "goodness.pt").is_file()
+
+
+def test_mlflow_holds_every_run_with_history(tiny):
+    work, _ = tiny
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    expected = {"tiny-main": {f"{m}-{d}-s0" for m in METHODS for d in DATASETS},
+                "tiny-ablations": {f"asge-mnist-{v}-s0" for v in ("reference", "pool_avg", "alpha_0")}}
+    for name, run_names in expected.items():
+        exp = client.get_experiment_by_name(name)
+        runs = client.search_runs([exp.experiment_id])
+        assert {r.info.run_name for r in runs} == run_names
+        for r in runs:
+            assert r.info.status == "FINISHED", r.info.run_name
+            assert "test_acc" in r.data.metrics and r.data.params["seed"] == "0"
+            val_keys = [k for k in r.data.metrics if k.startswith("val_acc.")]
+            assert val_keys and all([m.step for m in client.get_metric_history(r.info.run_id, k)] == [1]
+                                    for k in val_keys)
+            arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+            assert {"config.yaml", "history.csv", "metrics.json"} <= arts
+
+
+def test_second_invocation_has_nothing_to_do(tiny):
+    out = check(snakemake(*tiny, "-n"))
+    assert "Nothing to be done" in out, out[-3000:]
+
+
+def planned_jobs(out: str) -> list[tuple[str, str]]:
+    """(rule, run) of the training jobs a dry run lists."""
+    return re.findall(r"rule (train\w*):\n(?:    .*\n)*?    wildcards: study=\w+, run=([\w.-]+)", out)
+
+
+def test_changed_hyperparameter_reruns_only_that_method(tiny):
+    out = check(snakemake(*tiny, "-n", config=("overrides={method: {bp: {lr: 0.02}}}",)))
+    assert sorted(run for _, run in planned_jobs(out)) == ["bp-fashionmnist-s0", "bp-mnist-s0"], out[-4000:]
+    assert "Params have changed since last execution" in out or "params" in out.lower()
+
+
+def test_lint_is_clean(tiny):
+    out = check(snakemake(*tiny, "--lint"))
+    assert "Congratulations, your workflow is in a good condition!" in out, out[-3000:]
+
+
+def test_report_holds_tables_and_figures(tiny):
+    work, data = tiny
+    check(snakemake(work, data, "--report", "report.zip"))
+    import zipfile
+
+    names = zipfile.ZipFile(work / "report.zip").namelist()
+    for item in ("T1_main.csv", "T7_channel_scaling.csv", "fig4_goodness.png", "fig_accuracy_mnist.png"):
+        assert any(n.endswith(item) for n in names), item

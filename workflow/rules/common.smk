@@ -1,0 +1,302 @@
+# Helpers of the workflow (and only helpers: the rules live in the other .smk files).
+#
+# The plan: the effective config (config/config.yaml <- preset <- command line) lists methods,
+# data sets, seeds and ablation variants; `planned_runs()` turns them into Run records keyed by
+# (study, run name), e.g. ("main", "asge-cifar10-s0") or ("ablations", "asge-cifar10-pool_avg-s0").
+# Every training job is one Run; its `--set` overrides are rule params, so Snakemake's params
+# rerun trigger retrains exactly the runs whose settings changed.
+
+import copy
+import json
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
+
+STUDIES = ("main", "ablations")
+
+
+# --- configuration ---------------------------------------------------------------------------
+def deep_merge(base, top):
+    """A copy of `base` with `top` merged in; nested mappings merge, everything else is replaced."""
+    out = copy.deepcopy(base)
+    for k, v in (top or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def typed(value):
+    """Command-line --config values arrive as strings inside lists and mappings (Snakemake reads
+    them with YAML's BaseLoader); read such strings as YAML scalars so `seeds=[0,1]` are ints."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if isinstance(parsed, (int, float, bool)) or parsed is None else value
+    return value
+
+
+def command_line_config():
+    """What --configfile/--config gave (so that it wins over the preset)."""
+    settings = getattr(workflow, "config_settings", None)
+    return typed(getattr(settings, "overwrite_config", None) or {})
+
+
+def apply_preset(config):
+    """Layer config/presets/<preset>.yaml between config/config.yaml and the command line, in place."""
+    cli = command_line_config()
+    name = cli.get("preset", config.get("preset", "paper"))
+    path = cli.get("preset_file", config.get("preset_file")) or os.path.join("config", "presets", f"{name}.yaml")
+    if not os.path.isfile(path):
+        known = sorted(p.stem for p in Path("config", "presets").glob("*.yaml"))
+        raise WorkflowError(f"preset {name!r}: {path} does not exist; known presets: {', '.join(known)}")
+    with open(path) as f:
+        preset = yaml.safe_load(f) or {}
+    merged = deep_merge(deep_merge(config, preset), cli)
+    config.clear()
+    config.update(merged)
+
+
+def setup_environment(config):
+    """Environment of every job: this Python first on PATH (so `python` is the one running
+    Snakemake, even from an unactivated venv), the MLflow store (MLFLOW_TRACKING_URI from the
+    environment wins over the config) and no MLflow telemetry."""
+    bindir = os.path.dirname(sys.executable)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+        os.environ.update(PATH=os.pathsep.join([bindir, os.environ.get("PATH", "")]))
+    os.environ.update(MLFLOW_TRACKING_URI=tracking_uri(config), MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+
+
+def tracking_uri(config):
+    """The MLflow store; a relative sqlite path is made absolute against the working directory."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or config["mlflow"]["tracking_uri"]
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not os.path.isabs(uri[len(prefix):]):
+        uri = f"{prefix}{os.path.abspath(uri[len(prefix):])}"
+    return uri
+
+
+def results(*parts):
+    """A path under the results folder."""
+    return os.path.join(config["results"], *parts)
+
+
+# --- the plan ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    study: str
+    name: str
+    method: str
+    dataset: str
+    seed: int
+    variant: str | None = None
+    variant_settings: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def run_name(method, dataset, seed, variant=None):
+    """Deterministic run (and MLflow run) name: asge-cifar10-s0, asge-cifar10-pool_avg-s0."""
+    return "-".join([method, dataset, *([variant] if variant else []), f"s{seed}"])
+
+
+def not_run_reason(method, dataset):
+    """Why a method/data-set pair is left out, or None."""
+    for item in config["not_run"]:
+        if item["method"] == method and item["dataset"] == dataset:
+            return item["reason"]
+    return None
+
+
+@lru_cache(maxsize=None)
+def planned_runs():
+    """{(study, name): Run} for every training run of the effective config."""
+    runs = {}
+    for m in config["methods"]:
+        for d in config["datasets"]:
+            if not_run_reason(m, d):
+                continue
+            for s in config["seeds"]:
+                runs[("main", run_name(m, d, s))] = Run("main", run_name(m, d, s), m, d, s)
+    abl = config.get("ablations") or {}
+    for variant, settings in (abl.get("variants") or {}).items():
+        for s in abl["seeds"]:
+            name = run_name(abl["method"], abl["dataset"], s, variant)
+            runs[("ablations", name)] = Run("ablations", name, abl["method"], abl["dataset"], s, variant, settings or {})
+    return runs
+
+
+def runs_of(study=None, method=None, dataset=None, seed=None):
+    return [r for r in planned_runs().values()
+            if (study is None or r.study == study) and (method is None or r.method == method)
+            and (dataset is None or r.dataset == dataset) and (seed is None or r.seed == seed)]
+
+
+def studies():
+    return [s for s in STUDIES if runs_of(study=s)]
+
+
+def get_run(wildcards):
+    try:
+        return planned_runs()[(wildcards.study, wildcards.run)]
+    except KeyError:
+        raise WorkflowError(f"{wildcards.study}/{wildcards.run} is not a run of preset {config['preset']!r}")
+
+
+def run_dir(run, *parts):
+    return results("runs", run.study, run.name, *parts)
+
+
+def run_files(runs, name):
+    return [run_dir(r, name) for r in runs]
+
+
+def name_regex(names):
+    """A wildcard constraint matching exactly `names` (never matches when empty)."""
+    return "|".join(re.escape(n) for n in sorted(names)) or "(?!x)x"
+
+
+def asge_run_regex():
+    return name_regex({r.name for r in planned_runs().values() if r.method == "asge"})
+
+
+def other_run_regex():
+    return name_regex({r.name for r in planned_runs().values() if r.method != "asge"})
+
+
+# --- what a training job gets ------------------------------------------------------------------
+def run_settings(run):
+    """The run's training-config overrides (all -> method -> data set -> pair -> variant) and the
+    data settings; the seed last. These become `--set key=value` arguments."""
+    ov = config["overrides"]
+    out = {}
+    for layer in (ov.get("all"), (ov.get("method") or {}).get(run.method), (ov.get("dataset") or {}).get(run.dataset),
+                  (ov.get("method_dataset") or {}).get(f"{run.method}/{run.dataset}"), run.variant_settings):
+        out.update(layer or {})
+    out.update(data_root=config["data_root"], data_mirrors=list(config["data_mirrors"]), offline=config["offline"],
+               require_gpu=config["require_gpu"], seed=run.seed)
+    return out
+
+
+def set_value(value):
+    """A value as the YAML that `--set key=value` parses back to it."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def train_sets(wildcards):
+    """`--set key=value ...` (shell-quoted) of a run."""
+    settings = run_settings(get_run(wildcards))
+    return " ".join(f"--set {shlex.quote(f'{k}={set_value(v)}')}" for k, v in sorted(settings.items()))
+
+
+def run_file_text(method, dataset):
+    """The run file config/runs/<method>/<dataset>.yaml as the training command reads it
+    (canonical JSON; '' when the method has none)."""
+    from asge.train import default_run_file
+
+    path = default_run_file(method, dataset)
+    if not path.is_file():
+        return ""
+    with open(path) as f:
+        return json.dumps(yaml.safe_load(f) or {}, sort_keys=True)
+
+
+def run_file_digest(wildcards):
+    """A run's run file as a param, so that editing it reruns the runs it configures."""
+    run = get_run(wildcards)
+    return run_file_text(run.method, run.dataset)
+
+
+def experiment_args(wildcards):
+    """MLflow arguments of the training command ('' when tracking is off)."""
+    if not config["mlflow"]["enabled"]:
+        return ""
+    exp = experiment_name(wildcards.study)
+    return f"--mlflow-experiment {shlex.quote(exp)} --run-name {shlex.quote(wildcards.run)}"
+
+
+def experiments():
+    return [experiment_name(s) for s in studies()]
+
+
+def experiment_name(study):
+    """MLflow experiment of a study: <experiment_prefix><study>, e.g. main or smoke-main."""
+    return f"{config['mlflow'].get('experiment_prefix', '')}{study}"
+
+
+def mlflow_flag():
+    return results("tracking", "mlflow_init.json")
+
+
+def tracking_inputs(wildcards):
+    """The init flag (ancient: recreating it reruns nothing) when tracking is on."""
+    return {"mlflow": ancient(mlflow_flag())} if config["mlflow"]["enabled"] else {}
+
+
+def job_resource(name):
+    """A resource function of training jobs: resources[name], overridden per data set."""
+
+    def get(wildcards):
+        run = get_run(wildcards)
+        by = (config["resources"].get("by_dataset") or {}).get(run.dataset) or {}
+        return by.get(name, config["resources"][name])
+
+    return get
+
+
+# --- tables and figures --------------------------------------------------------------------------
+TABLES = ("T1_main", "T2_strategies", "T3_pooling", "T4_alpha", "T5_imagenet", "T6_cost")
+TABLE_FORMATS = ("md", "tex", "csv")
+
+
+def table_file(name, fmt):
+    return results("tables", f"{name}.{fmt}")
+
+
+def figure_file(name, fmt="png"):
+    return results("figures", f"{name}.{fmt}")
+
+
+def figure_run(method):
+    """The main-study run that Fig. 1 (ff) / Fig. 3, 4 (asge) show: the configured data set and
+    seed if planned, else the first planned run of the method."""
+    fig = config["figures"]
+    runs = runs_of(study="main", method=method, dataset=fig["dataset"], seed=fig["seed"]) or runs_of(study="main", method=method)
+    return runs[0] if runs else None
+
+
+def figure_names():
+    """The figures this plan can draw (a figure whose runs are not planned is left out)."""
+    names = []
+    if figure_run("ff"):
+        names.append("fig1_ff_layers")
+    if figure_run("asge"):
+        names += ["fig3_asge_layers", "fig4_goodness"]
+    names += [f"fig_accuracy_{d}" for d in config["datasets"] if runs_of(study="main", dataset=d)]
+    return names
+
+
+def aggregate_inputs(wildcards):
+    runs = list(planned_runs().values())
+    return {"metrics": run_files(runs, "metrics.json"), "configs": run_files(runs, "config.yaml")}
+
+
+def all_targets():
+    """Everything the default target builds: the runs table, all tables and figures."""
+    targets = [results("tables", "runs.csv")]
+    targets += [table_file("T7_channel_scaling", f) for f in TABLE_FORMATS]
+    targets += [table_file(t, f) for t in TABLES for f in TABLE_FORMATS]
+    targets += [figure_file(n, f) for n in figure_names() for f in ("png", "pdf")]
+    return targets

@@ -1,0 +1,91 @@
+# Tables T1-T6 from the tidy runs table, T7 from the model builders (no training).
+
+
+rule tables:
+    input:
+        runs=results("tables", "runs.csv"),
+    output:
+        T1_main_md=results("tables", "T1_main.md"),
+        T1_main_tex=results("tables", "T1_main.tex"),
+        T1_main_csv=report(
+            results("tables", "T1_main.csv"),
+            caption="../report/T1_main.rst",
+            category="Tables",
+            labels={"table": "T1_main"},
+        ),
+        T2_strategies_md=results("tables", "T2_strategies.md"),
+        T2_strategies_tex=results("tables", "T2_strategies.tex"),
+        T2_strategies_csv=report(
+            results("tables", "T2_strategies.csv"),
+            caption="../report/T2_strategies.rst",
+            category="Tables",
+            labels={"table": "T2_strategies"},
+        ),
+        T3_pooling_md=results("tables", "T3_pooling.md"),
+        T3_pooling_tex=results("tables", "T3_pooling.tex"),
+        T3_pooling_csv=report(
+            results("tables", "T3_pooling.csv"),
+            caption="../report/T3_pooling.rst",
+            category="Tables",
+            labels={"table": "T3_pooling"},
+        ),
+        T4_alpha_md=results("tables", "T4_alpha.md"),
+        T4_alpha_tex=results("tables", "T4_alpha.tex"),
+        T4_alpha_csv=report(
+            results("tables", "T4_alpha.csv"),
+            caption="../report/T4_alpha.rst",
+            category="Tables",
+            labels={"table": "T4_alpha"},
+        ),
+        T5_imagenet_md=results("tables", "T5_imagenet.md"),
+        T5_imagenet_tex=results("tables", "T5_imagenet.tex"),
+        T5_imagenet_csv=report(
+            results("tables", "T5_imagenet.csv"),
+            caption="../report/T5_imagenet.rst",
+            category="Tables",
+            labels={"table": "T5_imagenet"},
+        ),
+        T6_cost_md=results("tables", "T6_cost.md"),
+        T6_cost_tex=results("tables", "T6_cost.tex"),
+        T6_cost_csv=report(
+            results("tables", "T6_cost.csv"),
+            caption="../report/T6_cost.rst",
+            category="Tables",
+            labels={"table": "T6_cost"},
+        ),
+    log:
+        results("logs", "tables.log"),
+    params:
+        cfg=lambda wildcards: {
+            k: config.get(k)
+            for k in ("preset", "methods", "datasets", "seeds", "not_run", "ablations", "reported")
+        },
+    conda:
+        "../envs/asge.yaml"
+    script:
+        "../scripts/tables.py"
+
+
+rule channel_scaling:
+    output:
+        md=results("tables", "T7_channel_scaling.md"),
+        tex=results("tables", "T7_channel_scaling.tex"),
+        csv=report(
+            results("tables", "T7_channel_scaling.csv"),
+            caption="../report/T7_channel_scaling.rst",
+            category="Tables",
+            labels={"table": "T7_channel_scaling"},
+        ),
+    log:
+        results("logs", "channel_scaling.log"),
+    params:
+        dataset=config["channel_scaling"]["dataset"],
+        classes=config["channel_scaling"]["classes"],
+        run_files=lambda wildcards: [
+            run_file_text(m, config["channel_scaling"]["dataset"]) for m in ("asge", "cwc")
+        ],
+    threads: 1
+    conda:
+        "../envs/asge.yaml"
+    script:
+        "../scripts/channel_scaling.py"

@@ -1,0 +1,93 @@
+"""Collect the finished run folders into one tidy table: results/.../tables/runs.csv.
+
+The run folders are the only source: every row comes from one run's metrics.json and
+config.yaml (results/runs/<study>/<run>/), one row per run and prediction strategy.
+Inputs and outputs come from the Snakemake rule `aggregate`; standalone:
+
+    python workflow/scripts/aggregate.py OUT.csv RUN_DIR [RUN_DIR ...]
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import yaml
+
+#: config keys copied into the table (the ablation axes and what changes a run's scale)
+CONFIG_COLUMNS = ("pooling", "alpha", "width", "channels", "pool_layers", "lr", "batch_size", "subset_per_class",
+                  "test_subset_per_class", "val_size", "image_size", "optimizer", "goodness_site",
+                  "goodness_reduction", "logit_scale", "groups", "theta")
+
+METRIC_COLUMNS = ("params_total", "params_trainable", "fixed_buffer_values", "epoch_time_s_mean", "train_time_s",
+                  "train_images_per_s", "peak_train_memory_bytes")
+
+
+def hardware_label(hw: dict[str, Any]) -> str:
+    """The hardware a run was measured on, in words: the GPU's name, or the CPU and threads."""
+    if hw.get("gpu"):
+        return str(hw["gpu"])
+    return f"CPU {hw.get('cpu', '?')}, threads={hw.get('threads', '?')}"
+
+
+def _cell(v: Any) -> Any:
+    return json.dumps(v) if isinstance(v, (list, dict)) else v
+
+
+def run_rows(run_dir: Path, plan: dict[tuple[str, str], dict] | None = None) -> list[dict[str, Any]]:
+    """The rows of one finished run folder (one per prediction strategy)."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    study, name = run_dir.parent.name, run_dir.name
+    info = (plan or {}).get((study, name), {})
+    hw = metrics.get("hardware") or {}
+    extra = metrics.get("method_extra") or {}
+    base = {
+        "study": study, "run": name, "method": metrics["method"], "dataset": metrics["dataset"],
+        "seed": metrics["seed"], "variant": info.get("variant") or "", "epochs": metrics["epochs"],
+        "best_readout": metrics.get("best_readout"), "config_hash": metrics.get("config_hash"),
+        **{k: metrics.get(k) for k in METRIC_COLUMNS},
+        "goodness_dims_total": sum(extra["goodness_dims"]) if extra.get("goodness_dims") else None,
+        "hardware": hardware_label(hw), "device": hw.get("device"), "gpu": hw.get("gpu"), "cpu": hw.get("cpu"),
+        "threads": hw.get("threads"), "torch": hw.get("torch"),
+        **{f"cfg_{k}": _cell(cfg.get(k)) for k in CONFIG_COLUMNS},
+        "run_dir": str(run_dir),
+    }
+    rows = []
+    primary = metrics.get("primary_strategy")
+    for strategy, s in (metrics.get("strategies") or {}).items():
+        rows.append({**base, "strategy": strategy, "is_primary": strategy == primary, "test_acc": s.get("acc"),
+                     "test_top5": s.get("top5"), "inference_params": s.get("inference_params"),
+                     "inference_layers": s.get("inference_layers"),
+                     "inference_memory_bytes": s.get("inference_memory_bytes"),
+                     "inference_memory_method": s.get("inference_memory_method")})
+    return rows
+
+
+def aggregate(run_dirs: Iterable[Path], plan: dict | None = None) -> pd.DataFrame:
+    rows = [r for d in run_dirs for r in run_rows(Path(d), plan)]
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["study", "method", "dataset", "variant", "seed", "strategy"], kind="stable")
+    return df
+
+
+def main_snakemake(snakemake: Any) -> None:
+    from wfutil import setup_logging
+
+    log = setup_logging(snakemake)
+    plan = {(p["study"], p["run"]): p for p in snakemake.params.plan}
+    dirs = [Path(p).parent for p in snakemake.input.metrics]
+    df = aggregate(dirs, plan)
+    Path(snakemake.output.table).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(snakemake.output.table, index=False)
+    log.info("%d rows from %d runs -> %s", len(df), len(dirs), snakemake.output.table)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        main_snakemake(snakemake)  # noqa: F821 - injected by Snakemake's script directive
+    else:
+        out, *dirs = sys.argv[1:]
+        aggregate([Path(d) for d in dirs]).to_csv(out, index=False)

@@ -1,0 +1,280 @@
+"""Tables T1-T6 from results/.../tables/runs.csv (Markdown, LaTeX and CSV each).
+
+T1 main comparison (measured mean ± std over seeds beside the paper-reported value),
+T2 prediction strategies, T3 pooling ablation, T4 alpha ablation, T5 ImageNet top-1/top-5
+beside both paper versions, T6 training cost. Every measured number comes from a run of
+this suite, named with its seeds, epochs and hardware; a cell without runs says "not run".
+"""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from wfutil import DASH, NOT_RUN, finite, human_int, join_unique, mean_std, mib, setup_logging, signed, write_table
+
+METHOD_NAMES = {"asge": "ASGE", "ff": "FF", "cwc": "CwC-FF", "bp": "BP", "deeperforward": "DeeperForward",
+                "dtg-ff": "DTG-FF"}
+DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+                 "imagenet": "ImageNet"}
+POOLINGS = ("rms", "avg", "max")
+STRATEGY_ORDER = ("fusion", "last", "best", "ga", "sf")
+ALPHAS = (0.0, 0.5, 1.0, 2.0)
+
+
+def mname(m: str) -> str:
+    return METHOD_NAMES.get(m, m)
+
+
+def dname(d: str) -> str:
+    return DATASET_NAMES.get(d, d)
+
+
+def seeds_of(g: pd.DataFrame) -> str:
+    return ", ".join(str(int(s)) for s in sorted(g["seed"].unique())) if len(g) else DASH
+
+
+def epochs_of(g: pd.DataFrame) -> str:
+    return join_unique(int(e) for e in sorted(g["epochs"].unique())) if len(g) else DASH
+
+
+def hardware_of(g: pd.DataFrame) -> str:
+    return join_unique(g["hardware"]) if len(g) else DASH
+
+
+def scale_note(runs: pd.DataFrame) -> list[str]:
+    """A note when runs used data subsets (smoke/tiny presets)."""
+    if runs.empty or "cfg_subset_per_class" not in runs:
+        return []
+    sub = runs["cfg_subset_per_class"].dropna().unique()
+    tsub = runs["cfg_test_subset_per_class"].dropna().unique()
+    if len(sub) or len(tsub):
+        return [f"Measured on data subsets (subset_per_class={join_unique(int(s) for s in sub)}, "
+                f"test_subset_per_class={join_unique(int(s) for s in tsub)}): a pipeline check, not a "
+                f"reproduction of the reported numbers."]
+    return []
+
+
+class Tables:
+    def __init__(self, runs: pd.DataFrame, cfg: dict[str, Any]) -> None:
+        self.all = runs
+        self.cfg = cfg
+        self.main = runs[runs["study"] == "main"] if not runs.empty else runs
+        self.primary = self.main[self.main["is_primary"].astype(bool)] if not runs.empty else runs
+        self.reported = pd.DataFrame(cfg["reported"], columns=["method", "dataset", "metric", "value", "source",
+                                                               "version"])
+        self.preset = cfg["preset"]
+
+    def not_run(self, method: str, dataset: str) -> str:
+        for item in self.cfg["not_run"]:
+            if item["method"] == method and item["dataset"] == dataset:
+                return f"{NOT_RUN} ({item['reason']})"
+        if method not in self.cfg["methods"] and method in METHOD_NAMES and method not in ("asge", "ff", "cwc", "bp"):
+            return f"{NOT_RUN} (not in this suite)"
+        return NOT_RUN
+
+    def measured_note(self, runs: pd.DataFrame) -> list[str]:
+        notes = [f"Measured here (preset '{self.preset}'): test accuracy in %, mean ± sample std over seeds "
+                 f"(n = number of seeds); seeds, epochs and hardware are given per row."]
+        return notes + scale_note(runs)
+
+    # T1 -------------------------------------------------------------------------------------
+    def t1(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        methods = list(self.cfg["methods"]) + [m for m in self.reported["method"].unique() if m not in self.cfg["methods"]]
+        datasets = list(dict.fromkeys(list(self.cfg["datasets"]) + [d for d in DATASET_NAMES if d in
+                                                                     set(self.reported["dataset"])]))
+        show, data = [], []
+        for m in methods:
+            for d in datasets:
+                g = self.primary[(self.primary["method"] == m) & (self.primary["dataset"] == d)] if len(self.primary) else self.primary
+                rep = self.reported[(self.reported["method"] == m) & (self.reported["dataset"] == d)
+                                    & (self.reported["metric"] == "top1")]
+                if rep.empty and g.empty and m not in self.cfg["methods"]:
+                    continue
+                if d == "imagenet" and len(rep) > 1:  # both ASGE versions: the newest here, both in T5
+                    rep = rep.sort_values("version").tail(1)
+                mean, std, n, text = mean_std(g["test_acc"]) if len(g) else (math.nan, math.nan, 0, self.not_run(m, d))
+                r_val = float(rep["value"].iloc[0]) if len(rep) else math.nan
+                r_src = str(rep["source"].iloc[0]) if len(rep) else DASH
+                diff = mean - r_val if n and finite(r_val) else math.nan
+                strategy = join_unique(g["strategy"]) if len(g) else DASH
+                show.append({"Method": mname(m), "Data set": dname(d), "Strategy": strategy,
+                             "Measured here (mean ± std, n)": text, "Seeds": seeds_of(g), "Epochs": epochs_of(g),
+                             "Hardware": hardware_of(g),
+                             "Reported": f"{r_val:.2f}" if finite(r_val) else DASH, "Source": r_src,
+                             "Δ (measured − reported)": signed(diff)})
+                data.append({"method": m, "dataset": d, "strategy": strategy if n else "", "status": "measured" if n else text,
+                             "measured_mean": mean, "measured_std": std, "n": n, "seeds": seeds_of(g) if n else "",
+                             "epochs": epochs_of(g) if n else "", "hardware": hardware_of(g) if n else "",
+                             "reported": r_val, "reported_source": r_src if len(rep) else "", "difference": diff})
+        notes = self.measured_note(self.primary)
+        notes.append("Reported: the value published in the named source (not measured here). ImageNet: the v2 "
+                     "number; T5 lists both paper versions.")
+        notes.append("Primary strategy per method: ASGE and FF Fusion Pred, CwC-FF GA, BP the classifier head.")
+        return pd.DataFrame(show), pd.DataFrame(data), notes
+
+    # T2 -------------------------------------------------------------------------------------
+    def t2(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        show, data = [], []
+        for m in self.cfg["methods"]:
+            for d in self.cfg["datasets"]:
+                g = self.main[(self.main["method"] == m) & (self.main["dataset"] == d)] if len(self.main) else self.main
+                if g.empty:
+                    show.append({"Method": mname(m), "Data set": dname(d), "Strategy": DASH,
+                                 "Test acc. (mean ± std, n)": self.not_run(m, d), "Inference params": DASH,
+                                 "Inference layers": DASH, "Inference memory (MiB)": DASH, "Memory measure": DASH})
+                    data.append({"method": m, "dataset": d, "strategy": "", "status": self.not_run(m, d)})
+                    continue
+                order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
+                for s in sorted(g["strategy"].unique(), key=lambda s: (order.get(s, len(order)), s)):
+                    gs = g[g["strategy"] == s]
+                    mean, std, n, text = mean_std(gs["test_acc"])
+                    params, mem = gs["inference_params"].mean(), gs["inference_memory_bytes"].mean()
+                    show.append({"Method": mname(m), "Data set": dname(d), "Strategy": s,
+                                 "Test acc. (mean ± std, n)": text, "Inference params": human_int(params),
+                                 "Inference layers": join_unique(int(v) for v in gs["inference_layers"] if finite(v)),
+                                 "Inference memory (MiB)": mib(mem),
+                                 "Memory measure": join_unique(gs["inference_memory_method"])})
+                    data.append({"method": m, "dataset": d, "strategy": s, "status": "measured", "acc_mean": mean,
+                                 "acc_std": std, "n": n, "inference_params_mean": params,
+                                 "inference_layers": join_unique(int(v) for v in gs["inference_layers"] if finite(v)),
+                                 "inference_memory_bytes_mean": mem,
+                                 "memory_method": join_unique(gs["inference_memory_method"]),
+                                 "epochs": epochs_of(gs), "hardware": hardware_of(gs)})
+        notes = self.measured_note(self.main)
+        notes.append("Inference params: parameters and fixed projection values a strategy needs (Best Pred drops "
+                     "the layers after the validation-selected one). Inference memory of one test batch: CUDA "
+                     "peak on a GPU ('cuda_max_allocated'); on a CPU parameters plus the largest single-op working "
+                     "set ('tensor_account').")
+        return pd.DataFrame(show), pd.DataFrame(data), notes
+
+    # T3 / T4 ---------------------------------------------------------------------------------
+    def ablation(self, axis: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        abl = self.all[self.all["study"] == "ablations"] if len(self.all) else self.all
+        spec = self.cfg.get("ablations") or {}
+        col, other = ("cfg_pooling", "cfg_alpha") if axis == "pooling" else ("cfg_alpha", "cfg_pooling")
+        levels: list[Any] = list(POOLINGS) if axis == "pooling" else list(ALPHAS)
+        if len(abl):
+            ref = abl[abl["variant"] == "reference"]
+            ref_other = (ref if len(ref) else abl)[other].mode().iloc[0]
+            abl = abl[abl[other] == ref_other]
+            for v in abl[col].unique():
+                if (float(v) if axis == "alpha" else v) not in levels:
+                    levels.append(float(v) if axis == "alpha" else v)
+        found = list(dict.fromkeys(abl["strategy"])) if len(abl) else ["fusion", "last", "best"]
+        strategies = sorted(found, key=lambda s: STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else len(STRATEGY_ORDER))
+        show, data = [], []
+        for lv in levels:
+            g = abl[(abl[col].astype(float) == float(lv)) if axis == "alpha" else (abl[col] == lv)] if len(abl) else abl
+            row = {axis.capitalize() if axis == "pooling" else "α": lv}
+            drow: dict[str, Any] = {axis: lv, "status": "measured" if len(g) else NOT_RUN}
+            for s in strategies:
+                gs = g[g["strategy"] == s] if len(g) else g
+                mean, std, n, text = mean_std(gs["test_acc"]) if len(gs) else (math.nan, math.nan, 0, NOT_RUN)
+                row[f"{s} acc. (mean ± std, n)"] = text
+                drow.update({f"{s}_acc_mean": mean, f"{s}_acc_std": std, f"{s}_n": n})
+            if axis == "alpha":
+                dims = g["goodness_dims_total"].dropna() if len(g) else []
+                row["Goodness dims (all layers)"] = human_int(dims.iloc[0]) if len(dims) else DASH
+                drow["goodness_dims_total"] = dims.iloc[0] if len(dims) else math.nan
+            row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
+            show.append(row)
+            data.append(drow)
+        what = (f"{mname(spec.get('method', 'asge'))} on {dname(spec.get('dataset', '?'))}" if spec else "no ablation study")
+        notes = self.measured_note(abl)
+        fixed = "α" if axis == "pooling" else "pooling"
+        notes.append(f"{what}; every row differs from the reference run only in {axis} ({fixed} as in the reference).")
+        return pd.DataFrame(show), pd.DataFrame(data), notes
+
+    # T5 -------------------------------------------------------------------------------------
+    def t5(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        rep = self.reported[self.reported["dataset"] == "imagenet"]
+        versions = sorted(v for v in rep["version"].dropna().unique())
+
+        def reported(m: str, metric: str, version: str) -> float:
+            r = rep[(rep["method"] == m) & (rep["metric"] == metric) & (rep["version"] == version)]
+            return float(r["value"].iloc[0]) if len(r) else math.nan
+
+        show, data = [], []
+        for m in self.cfg["methods"]:
+            g = self.primary[(self.primary["method"] == m) & (self.primary["dataset"] == "imagenet")] if len(self.primary) else self.primary
+            m1, s1, n, t1 = mean_std(g["test_acc"]) if len(g) else (math.nan, math.nan, 0, self.not_run(m, "imagenet"))
+            m5, s5, _, t5 = mean_std(g["test_top5"]) if len(g) else (math.nan, math.nan, 0, self.not_run(m, "imagenet"))
+            row = {"Method": mname(m), "Top-1 measured (mean ± std, n)": t1, "Top-5 measured (mean ± std, n)": t5}
+            drow = {"method": m, "status": "measured" if n else t1, "top1_mean": m1, "top1_std": s1, "top5_mean": m5,
+                    "top5_std": s5, "n": n}
+            for v in versions:
+                r1, r5 = reported(m, "top1", v), reported(m, "top5", v)
+                row[f"Paper {v} top-1 / top-5"] = f"{r1:.2f} / {r5:.2f}" if finite(r1) else DASH
+                row[f"Δ top-1 vs {v}"] = signed(m1 - r1) if n and finite(r1) else DASH
+                drow.update({f"reported_{v}_top1": r1, f"reported_{v}_top5": r5,
+                             f"diff_{v}_top1": m1 - r1 if n else math.nan, f"diff_{v}_top5": m5 - r5 if n else math.nan})
+            row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
+            drow.update({"seeds": seeds_of(g), "epochs": epochs_of(g), "hardware": hardware_of(g)})
+            show.append(row)
+            data.append(drow)
+        notes = self.measured_note(self.primary[self.primary["dataset"] == "imagenet"] if len(self.primary) else self.primary)
+        srcs = "; ".join(f"{v}: {join_unique(rep[rep['version'] == v]['source'])}" for v in versions)
+        notes.append(f"Paper values (not measured here): {srcs}. The two versions of the paper report different "
+                     f"ImageNet numbers; both are shown.")
+        return pd.DataFrame(show), pd.DataFrame(data), notes
+
+    # T6 -------------------------------------------------------------------------------------
+    def t6(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        show, data = [], []
+        for m in self.cfg["methods"]:
+            for d in self.cfg["datasets"]:
+                g = self.primary[(self.primary["method"] == m) & (self.primary["dataset"] == d)] if len(self.primary) else self.primary
+                if g.empty:
+                    show.append({"Method": mname(m), "Data set": dname(d), "Epoch time (s)": self.not_run(m, d),
+                                 "Images/s": DASH, "Peak train memory (MiB)": DASH, "Trainable params": DASH,
+                                 "Runs": 0, "Epochs": DASH, "Hardware": DASH})
+                    data.append({"method": m, "dataset": d, "status": self.not_run(m, d)})
+                    continue
+                et, _, n, et_text = mean_std(g["epoch_time_s_mean"], scale=1.0)
+                ips, _, _, ips_text = mean_std(g["train_images_per_s"], scale=1.0, digits=0)
+                peak = g["peak_train_memory_bytes"].dropna()
+                show.append({"Method": mname(m), "Data set": dname(d), "Epoch time (s)": et_text,
+                             "Images/s": ips_text, "Peak train memory (MiB)": mib(peak.max()) if len(peak) else "n/a (CPU)",
+                             "Trainable params": human_int(g["params_trainable"].mean()), "Runs": n,
+                             "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
+                data.append({"method": m, "dataset": d, "status": "measured", "epoch_time_s_mean": et,
+                             "images_per_s_mean": ips, "peak_train_memory_bytes_max": peak.max() if len(peak) else math.nan,
+                             "params_trainable": g["params_trainable"].mean(), "n": n, "epochs": epochs_of(g),
+                             "hardware": hardware_of(g)})
+        notes = [f"Measured here (preset '{self.preset}'): mean ± std over runs of the per-run mean epoch time and "
+                 f"throughput; peak memory is CUDA's max allocated while training (not measured on a CPU). Times "
+                 f"depend on the hardware named per row and on other load on it."] + scale_note(self.primary)
+        return pd.DataFrame(show), pd.DataFrame(data), notes
+
+
+TITLES = {
+    "T1_main": ("T1. Main comparison: test accuracy (%) measured here vs. reported", "tab:main"),
+    "T2_strategies": ("T2. Prediction strategies: accuracy, inference parameters and memory", "tab:strategies"),
+    "T3_pooling": ("T3. Pooling ablation (ASGE)", "tab:pooling"),
+    "T4_alpha": ("T4. Patch-rule exponent α ablation (ASGE)", "tab:alpha"),
+    "T5_imagenet": ("T5. ImageNet top-1 / top-5 (%) beside both paper versions", "tab:imagenet"),
+    "T6_cost": ("T6. Training cost per method", "tab:cost"),
+}
+
+
+def build(runs: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, list[str]]]:
+    t = Tables(runs, cfg)
+    return {"T1_main": t.t1(), "T2_strategies": t.t2(), "T3_pooling": t.ablation("pooling"),
+            "T4_alpha": t.ablation("alpha"), "T5_imagenet": t.t5(), "T6_cost": t.t6()}
+
+
+def main_snakemake(snakemake: Any) -> None:
+    log = setup_logging(snakemake)
+    path = snakemake.input.runs
+    runs = pd.read_csv(path) if Path(path).stat().st_size > 1 else pd.DataFrame()
+    for name, (show, data, notes) in build(runs, snakemake.params.cfg).items():
+        title, label = TITLES[name]
+        paths = {fmt: snakemake.output[f"{name}_{fmt}"] for fmt in ("md", "tex", "csv")}
+        write_table(show, data, paths, title, label, notes)
+        log.info("%s: %d rows", name, len(show))
+
+
+if __name__ == "__main__":
+    main_snakemake(snakemake)  # noqa: F821 - injected by Snakemake's script directive

@@ -1,0 +1,127 @@
+"""Shared helpers of the workflow's scripts: logging into the rule's log, number formatting,
+and tables written as Markdown, LaTeX and CSV without optional dependencies (pandas'
+to_markdown needs tabulate, to_latex needs jinja2)."""
+
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+NOT_RUN = "not run"
+DASH = "–"
+
+
+def setup_logging(snakemake: Any) -> logging.Logger:
+    """Send warnings, errors and tracebacks of the script into the rule's log file."""
+    log_file = snakemake.log[0] if len(snakemake.log) else None
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        stream = open(log_file, "w")
+        sys.stderr = stream
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr, force=True)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    return logging.getLogger(Path(getattr(snakemake, "rule", "script")).name)
+
+
+def finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def pct(v: Any, digits: int = 2) -> str:
+    """An accuracy in [0, 1] as a percentage string."""
+    return f"{float(v) * 100:.{digits}f}" if finite(v) else DASH
+
+
+def mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> tuple[float, float, int, str]:
+    """(mean, std, n, 'mean ± std (n=k)') of the finite values; std is the sample std (n-1)."""
+    vals = [float(v) * scale for v in values if finite(v)]
+    n = len(vals)
+    if n == 0:
+        return math.nan, math.nan, 0, NOT_RUN
+    mean = sum(vals) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else math.nan
+    text = f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})" if n > 1 else f"{mean:.{digits}f} (n=1)"
+    return mean, std, n, text
+
+
+def mib(v: Any) -> str:
+    return f"{float(v) / 2**20:.1f}" if finite(v) else DASH
+
+
+def human_int(v: Any) -> str:
+    if not finite(v):
+        return DASH
+    v = float(v)
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.2f}{unit}"
+    return f"{v:.0f}"
+
+
+def signed(v: Any, digits: int = 2) -> str:
+    return f"{float(v):+.{digits}f}" if finite(v) else DASH
+
+
+def join_unique(values: Iterable[Any]) -> str:
+    seen = []
+    for v in values:
+        s = str(v)
+        if s not in seen and s not in ("nan", "None", ""):
+            seen.append(s)
+    return ", ".join(seen) if seen else DASH
+
+
+# --- writers ---------------------------------------------------------------------------------
+def _md_cell(v: Any) -> str:
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(_md_cell(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
+        "–": "--", "×": r"$\times$", "≥": r"$\geq$", "α": r"$\alpha$"}
+
+
+def tex_escape(s: Any) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in str(s))
+
+
+def to_latex(df: pd.DataFrame, caption: str, label: str, notes: Sequence[str] = ()) -> str:
+    cols = list(df.columns)
+    out = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{tex_escape(caption)}}}",
+           f"\\label{{{label}}}", "\\begin{tabular}{" + "l" * len(cols) + "}", "\\hline",
+           " & ".join(tex_escape(c) for c in cols) + " \\\\", "\\hline"]
+    for row in df.itertuples(index=False):
+        out.append(" & ".join(tex_escape(v) for v in row) + " \\\\")
+    out += ["\\hline", "\\end{tabular}"]
+    for n in notes:
+        out.append(f"\\par\\smallskip\\footnotesize {tex_escape(n)}")
+    out.append("\\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def write_table(df: pd.DataFrame, data: pd.DataFrame, paths: dict[str, str], title: str, label: str,
+                notes: Sequence[str] = ()) -> None:
+    """`df` (display strings) as Markdown and LaTeX with title and notes; `data` (raw numbers,
+    tidy) as CSV."""
+    for p in paths.values():
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+    md = [f"**{title}**", "", to_markdown(df)]
+    md += [f"- {n}" for n in notes]
+    Path(paths["md"]).write_text("\n".join(md).rstrip() + "\n")
+    Path(paths["tex"]).write_text(to_latex(df, title, label, notes))
+    data.to_csv(paths["csv"], index=False)
