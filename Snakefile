@@ -22,6 +22,7 @@ include: "workflow/rules/common.smk"
 apply_preset(config)  # config/presets/<preset>.yaml between config.yaml and the command line
 validate(config, "workflow/schemas/config.schema.yaml")
 setup_environment(config)
+validate_runs()  # every run's training config, before any job starts
 
 
 report: "workflow/report/workflow.rst"

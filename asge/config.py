@@ -167,7 +167,13 @@ def resolve_config(method: str, dataset: str, layers: list[Mapping], method_cls:
     return cfg
 
 
-def config_hash(cfg: Mapping, ignore: tuple[str, ...] = ("epochs", "threads", "log_every", "device", "require_gpu")) -> str:
-    """Digest of everything that changes what a checkpoint means (epochs may grow on resume)."""
+# Keys that do not change what a checkpoint means: where the data lives, how it is read, how
+# many threads run, how often the loss is checked (epochs may grow on resume).
+HASH_IGNORES = ("epochs", "threads", "log_every", "device", "require_gpu", "data_root", "data_mirrors", "offline",
+                "cache_dir", "num_workers", "eval_batch_size")
+
+
+def config_hash(cfg: Mapping, ignore: tuple[str, ...] = HASH_IGNORES) -> str:
+    """Digest of everything that changes what a checkpoint means."""
     payload = {k: v for k, v in sorted(cfg.items()) if k not in ignore}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

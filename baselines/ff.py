@@ -54,8 +54,19 @@ FF_KEYS: dict[str, Key] = {
     "norm": Key("none", (str,), "normalisation between blocks (FF: none; every block input is length-normalised)",
                 choices=("layernorm", "channel", "none")),
     "theta": Key(2.0, (float,), "goodness threshold theta (for mean goodness)", check=lambda v: v > 0, allowed="> 0"),
+    "goodness_scale": Key(1.0, (float,), "slope s of the layer loss: softplus(s (theta - G_pos)) + softplus(s (G_neg - theta))",
+                          check=lambda v: v > 0, allowed="> 0"),
+    "loss_site": Key("map", (str,), "where the FF loss applies: to the goodness of the whole map (mean over C, H, W) "
+                     "or to each position's goodness (mean over C), the loss then averaged over positions",
+                     choices=("map", "position")),
     "fusion_from": Key(2, (int,), "first layer (1-based) whose goodness the fusion prediction sums",
                        check=lambda v: v >= 1, allowed=">= 1"),
+    "label_layers": Key("first", (str,), "which blocks get the label planes: the first only, or every block's input",
+                        choices=("first", "all")),
+    "label_scale": Key(1.0, (float,), "value of the hot label plane before the length normalisation",
+                       check=lambda v: v > 0, allowed="> 0"),
+    "label_norm": Key("joint", (str,), "length-normalise features and label planes together, or the features only "
+                      "(the planes are appended after the normalisation)", choices=("joint", "separate")),
     "trial_batch": Key(4096, (int,), "most image-label pairs per forward pass at prediction (chunks of B*N)",
                        check=lambda v: v >= 1, allowed=">= 1"),
 }
@@ -108,6 +119,11 @@ class ForwardForward(Method):
         super().__init__(cfg, info)
         self.num_classes = info.num_classes
         self.blocks, self.sizes = build_blocks(cfg, info.in_channels + info.num_classes, info.image_size)
+        if cfg["label_layers"] == "all":  # every later block also sees the N label planes
+            for blk in self.blocks[1:]:
+                old = blk.conv
+                blk.conv = torch.nn.Conv2d(old.in_channels + info.num_classes, old.out_channels, old.kernel_size,
+                                           padding=old.padding)
 
     @property
     def readout_names(self) -> list[str]:
@@ -115,23 +131,35 @@ class ForwardForward(Method):
 
     def with_labels(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The image with its label planes: [B, in_channels + N, H, W]."""
-        planes = label_planes(labels, self.num_classes, x.shape[-2], x.shape[-1], x.dtype)
+        planes = label_planes(labels, self.num_classes, x.shape[-2], x.shape[-1], x.dtype) * self.cfg["label_scale"]
         return torch.cat([x, planes], dim=1)
 
-    def _layer(self, i: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(goodness [B], block output) of block i for input h (normalised here)."""
-        _, out = self.blocks[i].parts(length_normalise(h))
+    def block_input(self, i: int, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The length-normalised input of block i (0-based), with label planes where configured."""
+        if i > 0 and self.cfg["label_layers"] == "first":
+            return length_normalise(h)
+        if self.cfg["label_norm"] == "separate":
+            return self.with_labels(length_normalise(h), labels)
+        return length_normalise(self.with_labels(h, labels))
+
+    def _layer(self, i: int, h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(goodness [B], block output) of block i for the previous output (or image) h."""
+        _, out = self.blocks[i].parts(self.block_input(i, h, labels))
         return goodness(out), out
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> StepStats:
-        b, theta = y.shape[0], self.cfg["theta"]
+        b, theta, k = y.shape[0], self.cfg["theta"], self.cfg["goodness_scale"]
         neg = wrong_labels(y, self.num_classes)
-        h = torch.cat([self.with_labels(x, y), self.with_labels(x, neg)], dim=0)
+        h, labels = torch.cat([x, x], dim=0), torch.cat([y, neg], dim=0)
         losses, correct, pos_ok, neg_ok = [], [], [], []
         for i in range(len(self.blocks)):
-            g, out = self._layer(i, h.detach())
+            g, out = self._layer(i, h.detach(), labels)
             g_pos, g_neg = g[:b], g[b:]
-            loss = (F.softplus(theta - g_pos) + F.softplus(g_neg - theta)).mean()
+            if self.cfg["loss_site"] == "position":
+                gp = out.float().square().mean(dim=1)  # [2B, H, W] goodness of every position
+                loss = (F.softplus(k * (theta - gp[:b])) + F.softplus(k * (gp[b:] - theta))).mean()
+            else:
+                loss = (F.softplus(k * (theta - g_pos)) + F.softplus(k * (g_neg - theta))).mean()
             loss.backward()  # frees this block's graph before the next block runs
             losses.append(loss.detach())
             p_ok, n_ok = (g_pos.detach() > theta).sum(), (g_neg.detach() < theta).sum()
@@ -145,9 +173,9 @@ class ForwardForward(Method):
     @torch.no_grad()
     def label_goodness(self, x: torch.Tensor, labels: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
         """Goodness [B] of every layer (first `upto`) for the image x with the given labels."""
-        h, out = self.with_labels(x, labels), []
+        h, out = x, []
         for i in range(upto or len(self.blocks)):
-            g, h = self._layer(i, h)
+            g, h = self._layer(i, h, labels)
             out.append(g)
         return out
 

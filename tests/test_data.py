@@ -17,7 +17,6 @@ from asge.data import sources
 from asge.data.device_loader import DeviceLoader, epoch_shard
 
 # torchvision 0.29 deprecates torchvision.io's codecs (used here and in asge.data.sources) in favour of TorchCodec.
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 CPU = torch.device("cpu")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

@@ -18,6 +18,7 @@ rule aggregate:
             {"study": r.study, "run": r.name, "variant": r.variant or ""}
             for r in planned_runs().values()
         ],
+    localrule: True
     conda:
         "../envs/asge.yaml"
     script:

@@ -7,6 +7,7 @@
 # rerun trigger retrains exactly the runs whose settings changed.
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -190,6 +191,21 @@ def run_settings(run):
     return out
 
 
+def validate_runs():
+    """Resolve every planned run's training config now, so that a misspelt key, a wrong type or
+    an impossible value (e.g. a CwC-FF channel count that cannot be grouped) stops the workflow
+    before any job runs, with the training command's own message."""
+    from asge.config import ConfigError
+    from asge.train import resolve
+
+    for run in planned_runs().values():
+        sets = [f"{k}={set_value(v)}" for k, v in sorted(run_settings(run).items())]
+        try:
+            resolve(run.method, run.dataset, overrides=sets)
+        except (ConfigError, ValueError) as e:
+            raise WorkflowError(f"run {run.study}/{run.name}: {e}") from None
+
+
 def set_value(value):
     """A value as the YAML that `--set key=value` parses back to it."""
     return value if isinstance(value, str) else json.dumps(value)
@@ -213,10 +229,13 @@ def run_file_text(method, dataset):
         return json.dumps(yaml.safe_load(f) or {}, sort_keys=True)
 
 
-def run_file_digest(wildcards):
-    """A run's run file as a param, so that editing it reruns the runs it configures."""
+def settings_id(wildcards):
+    """Digest of everything that defines a run's result: method, data set, the `--set` overrides
+    and the content of its run file (so that editing the run file reruns the runs it configures).
+    The job keeps it beside the checkpoint (settings.id) to recognise a stale checkpoint."""
     run = get_run(wildcards)
-    return run_file_text(run.method, run.dataset)
+    payload = [run.method, run.dataset, train_sets(wildcards), run_file_text(run.method, run.dataset)]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
 def experiment_args(wildcards):

@@ -15,6 +15,7 @@ rule fig1_ff_layers:
         results("logs", "figures", "fig1_ff_layers.log"),
     params:
         kind="fig1",
+    localrule: True
     conda:
         "../envs/asge.yaml"
     script:
@@ -34,6 +35,7 @@ rule fig3_asge_layers:
         results("logs", "figures", "fig3_asge_layers.log"),
     params:
         kind="fig3",
+    localrule: True
     conda:
         "../envs/asge.yaml"
     script:
@@ -53,6 +55,7 @@ rule fig4_goodness:
         results("logs", "figures", "fig4_goodness.log"),
     params:
         kind="fig4",
+    localrule: True
     conda:
         "../envs/asge.yaml"
     script:
@@ -78,6 +81,7 @@ rule fig_accuracy:
         dataset="[a-z0-9]+",
     params:
         kind="accuracy",
+    localrule: True
     conda:
         "../envs/asge.yaml"
     script:

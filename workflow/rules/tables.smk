@@ -60,6 +60,7 @@ rule tables:
             k: config.get(k)
             for k in ("preset", "methods", "datasets", "seeds", "not_run", "ablations", "reported")
         },
+    localrule: True
     conda:
         "../envs/asge.yaml"
     script:
@@ -85,6 +86,7 @@ rule channel_scaling:
             run_file_text(m, config["channel_scaling"]["dataset"]) for m in ("asge", "cwc")
         ],
     threads: 1
+    localrule: True
     conda:
         "../envs/asge.yaml"
     script:

@@ -12,6 +12,7 @@ rule mlflow_init:
     threads: 1
     resources:
         gpu=0,
+    localrule: True
     conda:
         "../envs/asge.yaml"
     shell:

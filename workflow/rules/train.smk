@@ -2,7 +2,7 @@
 # training command. The run folder results/runs/<study>/<run>/ holds config.yaml, history.csv,
 # metrics.json (written last) and checkpoint.pt. The checkpoint is not a declared output, so
 # it survives Snakemake's removal of a failed job's outputs and a rerun resumes from it. The
-# job records a checksum of its settings (settings.cksum) beside it: when a rerun comes with
+# job records the digest of its settings (settings.id) beside it: when a rerun comes with
 # other settings (the params or the run file changed), the stale checkpoint is removed first.
 
 
@@ -22,7 +22,7 @@ rule train:
         method=lambda wildcards: get_run(wildcards).method,
         dataset=lambda wildcards: get_run(wildcards).dataset,
         sets=train_sets,
-        run_file=run_file_digest,
+        settings=settings_id,
         tracking=experiment_args,
     threads: job_resource("threads")
     resources:
@@ -32,14 +32,12 @@ rule train:
     conda:
         "../envs/asge.yaml"
     shell:
-        "export OMP_WAIT_POLICY=PASSIVE; "
-        "out=$(dirname {output.metrics:q}); mkdir -p $out; "
-        # a checkpoint of other settings (params or run file changed) must not be resumed
-        "sig=$(printf '%s\\n' {params.method:q} {params.dataset:q} {params.sets:q} {params.run_file:q} | cksum); "
-        "if [ -f $out/checkpoint.pt ] && [ -f $out/settings.cksum ] && [ \"$(cat $out/settings.cksum)\" != \"$sig\" ]; "
-        "then echo 'settings changed: removing the stale checkpoint' >{log:q}; rm -f $out/checkpoint.pt; fi; "
-        "printf '%s\\n' \"$sig\" >$out/settings.cksum; "
-        "python -m asge.train --method {params.method} --dataset {params.dataset} --out $out "
+        "export OMP_WAIT_POLICY=PASSIVE; out=$(dirname {output.metrics:q}); mkdir -p \"$out\"; "
+        "if [ -f \"$out/checkpoint.pt\" ] && [ -f \"$out/settings.id\" ] "
+        "&& [ \"$(cat \"$out/settings.id\")\" != {params.settings} ]; then "
+        "echo 'settings changed: removing the stale checkpoint' >{log:q}; rm \"$out/checkpoint.pt\"; fi; "
+        "echo {params.settings} >\"$out/settings.id\"; "
+        "python -m asge.train --method {params.method} --dataset {params.dataset} --out \"$out\" "
         "{params.sets} --set threads={threads} {params.tracking} >>{log:q} 2>&1"
 
 

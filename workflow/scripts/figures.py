@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -60,8 +61,7 @@ def per_layer_panels(history: pd.DataFrame, columns: Sequence[str], titles: Sequ
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        if len(history["epoch"].unique()) < 10:
-            ax.set_xticks(sorted(history["epoch"].unique()))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     np.atleast_1d(axes)[0].set_ylabel("accuracy (%)")
     np.atleast_1d(axes)[-1].legend(fontsize=8, loc="best")
     fig.suptitle(suptitle, fontsize=10)
@@ -173,8 +173,9 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
                     fmt="*", ms=11, color=color, markeredgecolor="black", capsize=3)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     ax.set_title(f"{DATASET_NAMES.get(dataset, dataset)}: validation accuracy per epoch (lines; readout chosen on "
                  f"validation)\n★ = final test accuracy, primary strategy · {', '.join(sorted(hardware))} · "
                  f"epochs {', '.join(map(str, sorted(epochs)))}", fontsize=8)
