@@ -173,6 +173,15 @@ def test_cwc_goodness_site():
     assert torch.equal(site2, out2)  # the default takes goodness after BatchNorm (official code)
 
 
+def test_cwc_sf_lr_gives_the_head_its_own_rate():
+    groups = make("cwc").param_groups()
+    assert "lr" not in groups[1]  # default: the run's lr
+    groups = make("cwc", sf_lr=0.001).param_groups()
+    assert groups[1]["lr"] == 0.001 and "lr" not in groups[0]
+    with pytest.raises(ConfigError, match="sf_lr"):
+        make("cwc", sf_lr=0.0)
+
+
 # --- FF -------------------------------------------------------------------------------
 def test_ff_label_planes_one_hot_per_sample():
     y = torch.tensor([3, 0, 9, 3])
@@ -253,8 +262,9 @@ def test_ff_train_step_stats_and_strategies():
     assert m.inference_params("best", 0) == sum(p.numel() for p in m.blocks[0].parameters())
 
 
-def test_ff_loss_by_hand():
-    m = make("ff", theta=2.0)
+@pytest.mark.parametrize("scale", [1.0, 10.0])
+def test_ff_loss_by_hand(scale):
+    m = make("ff", theta=2.0, goodness_scale=scale)
     x, y = batch(4)
     torch.manual_seed(1)
     stats = m.train_step(x, y, 0)
@@ -264,8 +274,35 @@ def test_ff_loss_by_hand():
         h = torch.cat([m.with_labels(x, y), m.with_labels(x, neg)])
         h = m.blocks[0](h / h.square().mean(dim=(1, 2, 3), keepdim=True).sqrt())
         g = h.square().mean(dim=(1, 2, 3))
-    expected = (F.softplus(2.0 - g[:4]) + F.softplus(g[4:] - 2.0)).mean()
+    expected = (F.softplus(scale * (2.0 - g[:4])) + F.softplus(scale * (g[4:] - 2.0))).mean()
     assert stats.layer_loss[0].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_ff_goodness_scale_default_and_validation():
+    assert make("ff").cfg["goodness_scale"] == 10.0
+    with pytest.raises(ConfigError, match="goodness_scale"):
+        make("ff", goodness_scale=0.0)
+
+
+def test_ff_label_planes_at_every_layer():
+    m = make("ff", label_layers="all")
+    assert [b.conv.in_channels for b in m.blocks] == [3 + 10, 8 + 10, 8 + 10]
+    assert make("ff").blocks[1].conv.in_channels == 8  # default: the first block only
+    stats = m.train_step(*batch(6), epoch=0)
+    assert torch.isfinite(stats.layer_loss).all() and all(p.grad is not None for p in m.parameters())
+    m.eval()
+    x, _ = batch(5, seed=3)
+    fast = m.layer_scores(x)
+    for n in range(10):  # reference: planes concatenated before every block's normalisation
+        planes = torch.zeros(5, 10, 16, 16)
+        planes[:, n] = 1.0
+        h = x
+        for i, blk in enumerate(m.blocks):
+            h = torch.cat([h, planes[:, :, :h.shape[2], :h.shape[3]]], 1)
+            h = blk(h / h.square().mean(dim=(1, 2, 3), keepdim=True).sqrt())
+            assert torch.allclose(fast[i][:, n], h.square().mean(dim=(1, 2, 3)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="label_layers"):
+        make("ff", label_layers="some")
 
 
 def test_ff_refuses_imagenet():
