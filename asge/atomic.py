@@ -7,8 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, fsync it, then rename it over `path`."""
@@ -36,4 +34,11 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def save_torch(path: str | Path, obj: Any) -> Path:
+    import torch  # keeps this module light for the workflow's table and figure scripts
+
     return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def write_csv(path: str | Path, df: Any) -> Path:
+    """A pandas DataFrame as CSV, atomically."""
+    return atomic_write(path, lambda p: df.to_csv(p, index=False))

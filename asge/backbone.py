@@ -50,12 +50,31 @@ def layer_kernels(cfg: Mapping) -> list[int]:
     return list(ks) if isinstance(ks, list) else [ks] * len(cfg["channels"])
 
 
-def rms_pool2d(x: torch.Tensor, kernel: int = 2) -> torch.Tensor:
-    """sqrt(mean of squares) per window: keeps the mean energy that goodness measures.
+class _RMSPool2d(torch.autograd.Function):
+    """2x2 RMS pooling that saves only its input and output for backward (the composed
+    square -> avg_pool -> sqrt keeps a full-resolution x² alive as well)."""
 
-    The clamp keeps the gradient finite where a whole window is zero (common after ReLU).
-    """
-    return F.avg_pool2d(x.square(), kernel).clamp_min(1e-12).sqrt()
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        # the clamp keeps the gradient finite where a whole window is zero (common after ReLU)
+        out = F.avg_pool2d(x.square(), 2).clamp_min(1e-12).sqrt()
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, out = ctx.saved_tensors
+        # d out / d x = x / (4 out) inside each window; odd trailing rows/columns get nothing
+        h, w = out.shape[-2] * 2, out.shape[-1] * 2
+        up = F.interpolate(grad / out, scale_factor=2.0, mode="nearest")
+        gx = torch.zeros_like(x)
+        gx[..., :h, :w] = up * x[..., :h, :w] * 0.25
+        return gx
+
+
+def rms_pool2d(x: torch.Tensor) -> torch.Tensor:
+    """sqrt(mean of squares) over 2x2 windows: keeps the mean energy that goodness measures."""
+    return _RMSPool2d.apply(x)
 
 
 def pool2d(x: torch.Tensor, kind: str) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Side-by-side cost of every method on one backbone, plus the data pipeline's throughput.
 
     python -m asge.bench                                   # VGG8 full width, 32x32, batch 128
-    python -m asge.bench --width 0.25 --repeats 5 --methods asge bp ff cwc
+    python -m asge.bench --width 0.25 --repeats 5 --methods bp asge asge:norm_affine=false ff cwc
     python -m asge.bench --device cuda --markdown docs/bench-h100.md
 
 Per method: training images/s and evaluation images/s (median over timed repeats after
@@ -67,18 +67,64 @@ class SavedActivations:
         return torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
 
-def build(name: str, args: argparse.Namespace, device: torch.device):
-    info = types.SimpleNamespace(name="cifar10", num_classes=args.classes, in_channels=3, image_size=args.size,
-                                 mean=(0.5,) * 3, std=(0.25,) * 3)
-    over: dict[str, Any] = {"batch_size": args.batch, "device": str(device)}
-    if "width" in method_class(name).keys:
-        over["width"] = args.width
-    cfg = resolve_config(name, "cifar10", [over], method_class(name))
-    torch.manual_seed(0)
-    m = create_method(name, cfg, info).to(device)
-    if device.type == "cuda":
-        m = m.to(memory_format=torch.channels_last)
-    return m, cfg
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """'asge' or 'asge:norm_affine=false,alpha=0.5' -> (method, overrides)."""
+    from asge.config import parse_override
+
+    name, _, rest = spec.partition(":")
+    return name, dict(parse_override(kv) for kv in rest.split(",") if kv)
+
+
+class Candidate:
+    """One method (or variant) built for the benchmark, with its step and evaluation."""
+
+    def __init__(self, spec: str, args: argparse.Namespace, device: torch.device) -> None:
+        name, extra = parse_spec(spec)
+        info = types.SimpleNamespace(name="cifar10", num_classes=args.classes, in_channels=3, image_size=args.size,
+                                     mean=(0.5,) * 3, std=(0.25,) * 3)
+        over: dict[str, Any] = {"batch_size": args.batch, "device": str(device)}
+        if "width" in method_class(name).keys:
+            over["width"] = args.width
+        cfg = resolve_config(name, "cifar10", [over, extra], method_class(name))
+        torch.manual_seed(0)
+        self.model = create_method(name, cfg, info).to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = build_optimizer(self.model.param_groups(), cfg)
+        self.amp = autocast_for(device, cfg)
+        self.x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+        self.y = torch.randint(0, args.classes, (args.batch,), device=device)
+        if device.type == "cuda":
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        self.device = device
+
+    def step(self) -> None:
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        with self.amp:
+            self.model.train_step(self.x, self.y, 0)
+        self.opt.step()
+
+    def evaluate(self) -> None:
+        self.model.eval()
+        with torch.no_grad(), self.amp:
+            scores = self.model.layer_scores(self.x)
+            self.model.predict(scores, self.model.strategies[0], len(scores) - 1)
+
+    def memory(self) -> dict[str, float]:
+        counter = SavedActivations()
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        with counter.hooks(), self.amp:
+            self.model.train_step(self.x, self.y, 0)
+        peak_cuda = float("nan")
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.step()
+            _sync(self.device)
+            peak_cuda = torch.cuda.max_memory_allocated(self.device) / 2**20
+        return {"saved_peak_mib": counter.peak / 2**20, "saved_total_mib": counter.total / 2**20,
+                "peak_cuda_mib": peak_cuda, "params_m": sum(p.numel() for p in self.model.parameters()) / 1e6}
 
 
 def _sync(device: torch.device) -> None:
@@ -86,57 +132,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_rate(fn, n_images: int, warmup: int, repeats: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return n_images / statistics.median(times)
+def _timed(fn, device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
 
 
-def bench_method(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    m, cfg = build(name, args, device)
-    opt = build_optimizer(m.param_groups(), cfg)
-    amp = autocast_for(device, cfg)
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
-    y = torch.randint(0, args.classes, (args.batch,), device=device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with amp:
-            m.train_step(x, y, 0)
-        opt.step()
-
-    m.train()
-    train_ips = _median_rate(step, args.batch, args.warmup, args.repeats, device)
-    counter = SavedActivations()
-    opt.zero_grad(set_to_none=True)
-    with counter.hooks(), amp:
-        m.train_step(x, y, 0)
-    peak_cuda = float("nan")
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        _sync(device)
-        peak_cuda = torch.cuda.max_memory_allocated(device) / 2**20
-    m.eval()
-
-    def evaluate() -> None:
-        with torch.no_grad(), amp:
-            scores = m.layer_scores(x)
-            m.predict(scores, m.strategies[0], len(scores) - 1)
-
-    eval_ips = _median_rate(evaluate, args.batch, args.warmup, args.repeats, device)
-    return {"train_img_s": train_ips, "eval_img_s": eval_ips, "saved_peak_mib": counter.peak / 2**20,
-            "saved_total_mib": counter.total / 2**20, "peak_cuda_mib": peak_cuda,
-            "params_m": sum(p.numel() for p in m.parameters()) / 1e6}
+def bench_methods(specs: list[str], args: argparse.Namespace, device: torch.device) -> dict[str, dict[str, float]]:
+    """Median images/s per method; repeats are interleaved across methods so that a load
+    change on a shared machine affects every method alike (the ratios stay meaningful)."""
+    cands = {s: Candidate(s, args, device) for s in specs}
+    rows = {s: c.memory() for s, c in cands.items()}
+    for kind in ("step", "evaluate"):
+        times: dict[str, list[float]] = {s: [] for s in specs}
+        for r in range(args.warmup + args.repeats):
+            for s, c in cands.items():
+                t = _timed(getattr(c, kind), device)
+                if r >= args.warmup:
+                    times[s].append(t)
+        for s in specs:
+            rows[s]["train_img_s" if kind == "step" else "eval_img_s"] = args.batch / statistics.median(times[s])
+    return rows
 
 
 def bench_pipeline(args: argparse.Namespace, device: torch.device) -> float:
@@ -154,12 +172,14 @@ def bench_pipeline(args: argparse.Namespace, device: torch.device) -> float:
         for xb, _ in loader:
             pass
 
-    return _median_rate(one_pass, n, 1, args.repeats, device)
+    one_pass()  # warm-up
+    return n / statistics.median([_timed(one_pass, device) for _ in range(args.repeats)])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", default=None, help="default: all registered")
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="default: all registered; a variant is method:key=value,key=value")
     ap.add_argument("--width", type=float, default=1.0, help="VGG8 width multiplier (1.0 = 128..512 channels)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--size", type=int, default=32)
@@ -178,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.methods or list_methods()
     if "bp" not in names:
         names = ["bp", *names]
-    rows = {n: bench_method(n, args, device) for n in names}
+    rows = bench_methods(names, args, device)
     pipe = bench_pipeline(args, device)
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     bp = rows["bp"]

@@ -71,6 +71,13 @@ def test_rms_pooling_gradient_finite_on_zero_windows():
     assert torch.isfinite(x.grad).all()
 
 
+def test_rms_pooling_gradient_matches_autograd_of_the_formula():
+    x = torch.rand(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)  # odd side: a row is dropped
+    assert torch.autograd.gradcheck(rms_pool2d, (x,))
+    ref = torch.nn.functional.avg_pool2d(x.square(), 2).sqrt()
+    assert torch.allclose(rms_pool2d(x), ref)
+
+
 def test_projection_fixed_and_seeded():
     m = make()
     before = {k: v.clone() for k, v in m.state_dict().items() if k.startswith("heads")}

@@ -63,3 +63,21 @@ def test_missing_data_offline_is_one_clear_error(tmp_path):
     assert "Traceback" not in res.stderr
     assert "mnist" in res.stderr.lower() and str(tmp_path) in res.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_atomic_write_never_leaves_a_partial_file(tmp_path):
+    from asge.atomic import atomic_write, write_json
+
+    target = tmp_path / "metrics.json"
+    write_json(target, {"test_acc": 0.5})
+
+    def crash_half_way(p):
+        p.write_text('{"test_acc": 0.9')  # half a file, then the process "dies"
+        raise KeyboardInterrupt
+
+    try:
+        atomic_write(target, crash_half_way)
+    except KeyboardInterrupt:
+        pass
+    assert json.loads(target.read_text()) == {"test_acc": 0.5}  # the finished file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # and no temporary is left

@@ -15,6 +15,8 @@ from typing import Any, Iterable
 import pandas as pd
 import yaml
 
+from asge.atomic import write_csv
+
 #: config keys copied into the table (the ablation axes and what changes a run's scale)
 CONFIG_COLUMNS = ("pooling", "alpha", "width", "channels", "pool_layers", "lr", "batch_size", "subset_per_class",
                   "test_subset_per_class", "val_size", "image_size", "optimizer", "goodness_site",
@@ -81,7 +83,7 @@ def main_snakemake(snakemake: Any) -> None:
     dirs = [Path(p).parent for p in snakemake.input.metrics]
     df = aggregate(dirs, plan)
     Path(snakemake.output.table).parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(snakemake.output.table, index=False)
+    write_csv(snakemake.output.table, df)
     log.info("%d rows from %d runs -> %s", len(df), len(dirs), snakemake.output.table)
 
 
@@ -90,4 +92,4 @@ if __name__ == "__main__":
         main_snakemake(snakemake)  # noqa: F821 - injected by Snakemake's script directive
     else:
         out, *dirs = sys.argv[1:]
-        aggregate([Path(d) for d in dirs]).to_csv(out, index=False)
+        write_csv(out, aggregate([Path(d) for d in dirs]))

@@ -23,6 +23,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from asge.atomic import atomic_write  # noqa: E402
+
 METHOD_NAMES = {"asge": "ASGE", "ff": "FF", "cwc": "CwC-FF", "bp": "BP"}
 DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "imagenet": "ImageNet"}
@@ -30,8 +32,8 @@ DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "C
 
 def save(fig: plt.Figure, png: str, pdf: str) -> None:
     Path(png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=150, bbox_inches="tight")
-    fig.savefig(pdf, bbox_inches="tight")
+    atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
+    atomic_write(pdf, lambda p: fig.savefig(p, format="pdf", bbox_inches="tight"))
     plt.close(fig)
 
 

@@ -11,6 +11,8 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from asge.atomic import write_csv, write_text
+
 NOT_RUN = "not run"
 DASH = "–"
 
@@ -122,6 +124,6 @@ def write_table(df: pd.DataFrame, data: pd.DataFrame, paths: dict[str, str], tit
         Path(p).parent.mkdir(parents=True, exist_ok=True)
     md = [f"**{title}**", "", to_markdown(df)]
     md += [f"- {n}" for n in notes]
-    Path(paths["md"]).write_text("\n".join(md).rstrip() + "\n")
-    Path(paths["tex"]).write_text(to_latex(df, title, label, notes))
-    data.to_csv(paths["csv"], index=False)
+    write_text(paths["md"], "\n".join(md).rstrip() + "\n")
+    write_text(paths["tex"], to_latex(df, title, label, notes))
+    write_csv(paths["csv"], data)
