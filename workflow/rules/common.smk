@@ -275,6 +275,15 @@ def job_resource(name):
     return get
 
 
+def train_launcher(wildcards):
+    """The training command: plain Python for one GPU (or CPU), torchrun with one process per
+    GPU when the job asks for several (data-parallel, see asge/distributed.py)."""
+    gpus = job_resource("gpu")(wildcards)
+    if gpus > 1:
+        return f"python -m torch.distributed.run --standalone --nproc_per_node {gpus} -m asge.train"
+    return "python -m asge.train"
+
+
 # --- tables and figures --------------------------------------------------------------------------
 TABLES = ("T1_main", "T2_strategies", "T3_pooling", "T4_alpha", "T5_imagenet", "T6_cost")
 TABLE_FORMATS = ("md", "tex", "csv")

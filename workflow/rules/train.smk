@@ -24,6 +24,7 @@ rule train:
         sets=train_sets,
         settings=settings_id,
         tracking=experiment_args,
+        launcher=train_launcher,
     threads: job_resource("threads")
     resources:
         gpu=job_resource("gpu"),
@@ -37,7 +38,7 @@ rule train:
         "&& [ \"$(cat \"$out/settings.id\")\" != {params.settings} ]; then "
         "echo 'settings changed: removing the stale checkpoint' >{log:q}; rm \"$out/checkpoint.pt\"; fi; "
         "echo {params.settings} >\"$out/settings.id\"; "
-        "python -m asge.train --method {params.method} --dataset {params.dataset} --out \"$out\" "
+        "{params.launcher} --method {params.method} --dataset {params.dataset} --out \"$out\" "
         "{params.sets} --set threads={threads} {params.tracking} >>{log:q} 2>&1"
 
 
