@@ -56,8 +56,7 @@ class _RMSPool2d(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        # the clamp keeps the gradient finite where a whole window is zero (common after ReLU)
-        out = F.avg_pool2d(x.square(), 2).clamp_min(1e-12).sqrt()
+        out = F.avg_pool2d(x.square(), 2).sqrt()  # exact: an all-zero window stays 0
         ctx.save_for_backward(x, out)
         return out
 
@@ -66,7 +65,8 @@ class _RMSPool2d(torch.autograd.Function):
         x, out = ctx.saved_tensors
         # d out / d x = x / (4 out) inside each window; odd trailing rows/columns get nothing
         h, w = out.shape[-2] * 2, out.shape[-1] * 2
-        up = F.interpolate(grad / out, scale_factor=2.0, mode="nearest")
+        # where a window is all zero its x is zero too, so the clamp only avoids 0/0
+        up = F.interpolate(grad / out.clamp_min(1e-12), scale_factor=2.0, mode="nearest")
         gx = torch.zeros_like(x)
         gx[..., :h, :w] = up * x[..., :h, :w] * 0.25
         return gx
