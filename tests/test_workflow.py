@@ -23,7 +23,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ("asge", "ff", "cwc", "bp")
 DATASETS = ("mnist", "fashionmnist")
-TABLES = ("T1_main", "T2_strategies", "T3_pooling", "T4_alpha", "T5_imagenet", "T6_cost", "T7_channel_scaling")
+TABLES = ("T1_main", "T2_strategies", "T3_pooling", "T4_alpha", "T5_imagenet", "T6_cost", "T7_channel_scaling",
+          "T8_variants")
 FIGURES = ("fig1_ff_layers", "fig3_asge_layers", "fig4_goodness", "fig_accuracy_mnist", "fig_accuracy_fashionmnist")
 
 
@@ -106,6 +107,9 @@ def test_every_table_and_figure_is_built(tiny):
     assert re.search(r"\| max \| not run", t3) and re.search(r"\| avg \| \d+\.\d\d \(n=1\)", t3)
     t5 = pd.read_csv(res / "tables" / "T5_imagenet.csv")
     assert set(t5["status"]) == {"not run"} and set(t5["reported_v1_top1"].dropna()) == {26.21}
+    t8 = pd.read_csv(res / "tables" / "T8_variants.csv")
+    assert list(t8["variant"]) == ["BP (reference, MNIST)", "reference", "pool_avg", "alpha_0"]
+    assert set(t8["status"]) == {"measured"} and t8["per_layer_test_acc"].str.startswith("[").all()
     t7 = pd.read_csv(res / "tables" / "T7_channel_scaling.csv")
     assert sorted(t7["classes"].unique()) == [10, 100, 1000]
     asge = t7[t7["method"] == "asge"]

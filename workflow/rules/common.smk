@@ -285,7 +285,7 @@ def train_launcher(wildcards):
 
 
 # --- tables and figures --------------------------------------------------------------------------
-TABLES = ("T1_main", "T2_strategies", "T3_pooling", "T4_alpha", "T5_imagenet", "T6_cost")
+TABLES = ("T1_main", "T2_strategies", "T3_pooling", "T4_alpha", "T5_imagenet", "T6_cost", "T8_variants")
 TABLE_FORMATS = ("md", "tex", "csv")
 
 

@@ -45,6 +45,14 @@ rule tables:
             category="Tables",
             labels={"table": "T5_imagenet"},
         ),
+        T8_variants_md=results("tables", "T8_variants.md"),
+        T8_variants_tex=results("tables", "T8_variants.tex"),
+        T8_variants_csv=report(
+            results("tables", "T8_variants.csv"),
+            caption="../report/T8_variants.rst",
+            category="Tables",
+            labels={"table": "T8_variants"},
+        ),
         T6_cost_md=results("tables", "T6_cost.md"),
         T6_cost_tex=results("tables", "T6_cost.tex"),
         T6_cost_csv=report(
@@ -91,3 +99,10 @@ rule channel_scaling:
         "../envs/asge.yaml"
     script:
         "../scripts/channel_scaling.py"
+
+
+rule recipe_study:
+    # `snakemake recipe_study --config preset=recipe`: the runs of the recipe preset and T8.
+    input:
+        [table_file("T8_variants", f) for f in TABLE_FORMATS],
+    localrule: True

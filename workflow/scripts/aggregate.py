@@ -49,6 +49,7 @@ def run_rows(run_dir: Path, plan: dict[tuple[str, str], dict] | None = None) -> 
         "study": study, "run": name, "method": metrics["method"], "dataset": metrics["dataset"],
         "seed": metrics["seed"], "variant": info.get("variant") or "", "epochs": metrics["epochs"],
         "best_readout": metrics.get("best_readout"), "config_hash": metrics.get("config_hash"),
+        "test_acc_per_readout": _cell(metrics.get("test_acc_per_readout")),
         **{k: metrics.get(k) for k in METRIC_COLUMNS},
         "goodness_dims_total": sum(extra["goodness_dims"]) if extra.get("goodness_dims") else None,
         "hardware": hardware_label(hw), "device": hw.get("device"), "gpu": hw.get("gpu"), "cpu": hw.get("cpu"),

@@ -1,11 +1,13 @@
-"""Tables T1-T6 from results/.../tables/runs.csv (Markdown, LaTeX and CSV each).
+"""Tables T1-T6 and T8 from results/.../tables/runs.csv (Markdown, LaTeX and CSV each).
 
 T1 main comparison (measured mean ± std over seeds beside the paper-reported value),
 T2 prediction strategies, T3 pooling ablation, T4 alpha ablation, T5 ImageNet top-1/top-5
-beside both paper versions, T6 training cost. Every measured number comes from a run of
+beside both paper versions, T6 training cost, T8 every ablation variant (the recipe study:
+accuracy per strategy, per-layer test accuracy, the depth gap, epoch time, beside BP). Every measured number comes from a run of
 this suite, named with its seeds, epochs and hardware; a cell without runs says "not run".
 """
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -187,6 +189,50 @@ class Tables:
         notes.append(f"{what}; every row differs from the reference run only in {axis} ({fixed} as in the reference).")
         return pd.DataFrame(show), pd.DataFrame(data), notes
 
+    # T8 -------------------------------------------------------------------------------------
+    def t8(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        """Every ablation variant in the preset's order, with BP on the same data set (main
+        study) as the reference row."""
+        spec = self.cfg.get("ablations") or {}
+        abl = self.all[self.all["study"] == "ablations"] if len(self.all) else self.all
+        dataset = spec.get("dataset", "?")
+        bp = self.primary[(self.primary["method"] == "bp") & (self.primary["dataset"] == dataset)] \
+            if len(self.primary) else self.primary
+        show, data = [], []
+
+        def add(label: str, settings: str, g: pd.DataFrame, strategies: list[str]) -> None:
+            row: dict[str, Any] = {"Variant": label, "Settings": settings}
+            drow: dict[str, Any] = {"variant": label, "settings": settings,
+                                    "status": "measured" if len(g) else NOT_RUN}
+            for s in strategies:
+                gs = g[g["strategy"] == s] if len(g) else g
+                mean, std, n, text = mean_std(gs["test_acc"]) if len(gs) else (math.nan, math.nan, 0, NOT_RUN)
+                row[f"{s} acc."] = text
+                drow.update({f"{s}_acc_mean": mean, f"{s}_acc_std": std, f"{s}_n": n})
+            per_layer = [json.loads(v) for v in g.drop_duplicates("run")["test_acc_per_readout"]] if len(g) else []
+            layers = [100 * sum(v) / len(v) for v in zip(*per_layer)] if per_layer else []
+            row["Test acc. per layer (last epoch)"] = " / ".join(f"{a:.1f}" for a in layers) or DASH
+            row["Last − best layer"] = signed(layers[-1] - max(layers), 1) if len(layers) > 1 else DASH
+            epoch_t = g.drop_duplicates("run")["epoch_time_s_mean"].dropna() if len(g) else []
+            row["Epoch time (s)"] = f"{epoch_t.mean():.0f}" if len(epoch_t) else DASH
+            row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g)})
+            drow.update({"per_layer_test_acc": json.dumps(layers), "epoch_time_s": epoch_t.mean() if len(epoch_t)
+                         else math.nan})
+            show.append(row)
+            data.append(drow)
+
+        add(f"BP (reference, {dname(dataset)})", "same backbone and budget", bp, ["last"])
+        strategies = [s for s in STRATEGY_ORDER if len(abl) and s in set(abl["strategy"])] or ["fusion", "last", "best"]
+        for variant, settings in (spec.get("variants") or {}).items():
+            g = abl[abl["variant"] == variant] if len(abl) else abl
+            text = ", ".join(f"{k}={v}" for k, v in (settings or {}).items()) or "defaults"
+            add(variant, text, g, strategies)
+        notes = self.measured_note(abl)
+        if spec:
+            notes.append(f"{mname(spec.get('method', 'asge'))} on {dname(dataset)}: each variant changes the listed "
+                         f"keys of the reference; 'Last − best layer' < 0 means accuracy declines with depth.")
+        return pd.DataFrame(show), pd.DataFrame(data), notes
+
     # T5 -------------------------------------------------------------------------------------
     def t5(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
         rep = self.reported[self.reported["dataset"] == "imagenet"]
@@ -256,13 +302,14 @@ TITLES = {
     "T4_alpha": ("T4. Patch-rule exponent α ablation (ASGE)", "tab:alpha"),
     "T5_imagenet": ("T5. ImageNet top-1 / top-5 (%) beside both paper versions", "tab:imagenet"),
     "T6_cost": ("T6. Training cost per method", "tab:cost"),
+    "T8_variants": ("T8. ASGE variants (recipe study / ablations) beside BP", "tab:variants"),
 }
 
 
 def build(runs: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, list[str]]]:
     t = Tables(runs, cfg)
     return {"T1_main": t.t1(), "T2_strategies": t.t2(), "T3_pooling": t.ablation("pooling"),
-            "T4_alpha": t.ablation("alpha"), "T5_imagenet": t.t5(), "T6_cost": t.t6()}
+            "T4_alpha": t.ablation("alpha"), "T5_imagenet": t.t5(), "T6_cost": t.t6(), "T8_variants": t.t8()}
 
 
 def main_snakemake(snakemake: Any) -> None:
