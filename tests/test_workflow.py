@@ -192,3 +192,47 @@ def test_bad_config_stops_before_any_job(tiny, override, words):
     assert "rule train" not in out  # no job was planned, let alone run
     after = sorted(p.stat().st_mtime_ns for p in (work / "results" / "tiny" / "runs").rglob("metrics.json"))
     assert before == after
+
+
+def test_sigkilled_workflow_resumes_with_rerun_incomplete(tiny):
+    """Kill the whole Snakemake process group mid-training; `--rerun-incomplete` resumes the run
+    from its checkpoint and continues the same MLflow run (no unmarked duplicate)."""
+    import signal
+    import time
+
+    work, data = tiny
+    cfg = ("results=results/killed", "methods=[asge]", "datasets=[mnist]", "ablations={}",
+           "overrides={all: {epochs: 150}}")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(OMP_WAIT_POLICY="PASSIVE", MLFLOW_DISABLE_TELEMETRY="true")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "preset=tiny", f"data_root={data}",
+           "data_mirrors=[]", "offline=true", *cfg]
+    run = work / "results" / "killed" / "runs" / "main" / "asge-mnist-s0"
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while not (run / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (run / "checkpoint.pt").exists() and not (run / "metrics.json").exists(), "not killed mid-training"
+    killed_epochs = len(pd.read_csv(run / "history.csv").epoch.unique())
+    assert 0 < killed_epochs < 150
+
+    # a killed Snakemake leaves its lock: the documented recovery is --unlock, then --rerun-incomplete
+    check(subprocess.run([*cmd, "--unlock"], cwd=work, env=env, capture_output=True, text=True, timeout=300))
+    check(subprocess.run([*cmd, "--rerun-incomplete"], cwd=work, env=env, capture_output=True, text=True,
+                         timeout=900))
+    assert "resuming" in (work / "results" / "killed" / "logs" / "train" / "main" / "asge-mnist-s0.log").read_text()
+    assert sorted(pd.read_csv(run / "history.csv").epoch.unique()) == list(range(1, 151))
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny-main")
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "asge-mnist-s0"
+            and r.data.params.get("epochs") == "150"]
+    live = [r for r in runs if r.data.tags.get("asge.superseded") != "true"]
+    assert len(live) == 1 and live[0].info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(live[0].info.run_id, "val_acc.layer1")]
+    assert sorted(set(steps)) == list(range(1, 151))
