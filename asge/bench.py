@@ -48,7 +48,7 @@ class SavedActivations:
         self.total = 0
 
     def _pack(self, t: torch.Tensor) -> Any:
-        if isinstance(t, torch.nn.Parameter) or not t.is_floating_point() and t.numel() < 1024:
+        if isinstance(t, torch.nn.Parameter) or (not t.is_floating_point() and t.numel() < 1024):
             return t
         key, size = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
         box = _Box(t)

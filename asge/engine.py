@@ -117,8 +117,9 @@ class Trainer:
             state = load_checkpoint(ckpt, self.hash)
             self.method.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
-            if self.sched is not None:
-                self.sched.load_state_dict(state["scheduler"])
+            # The schedule is not restored from state["scheduler"]: the rate is a function of the
+            # global step and the config, and `epochs` may have grown since (it is not part of the
+            # config hash); restoring would keep the old length and decay to min_lr too early.
             set_rng_state(state["rng"])
             self.history = state["history"]
             self.start_epoch = state["epoch"] + 1

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 
-def _idx(path: Path, arr: np.ndarray) -> None:
-    dtype_code = 0x08  # unsigned byte
-    header = struct.pack(">HBB", 0, dtype_code, arr.ndim) + b"".join(struct.pack(">I", d) for d in arr.shape)
-    path.write_bytes(header + arr.astype(np.uint8).tobytes())
+def write_idx(path: Path, arr: np.ndarray) -> None:
+    """An idx file as MNIST ships it: magic (0, 0, uint8 type 8, ndim), big-endian dims, data."""
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes())
 
 
 def class_images(n: int, classes: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +33,6 @@ def write_mnist(root: Path, folder: str = "MNIST", n_train: int = 600, n_test: i
     raw.mkdir(parents=True, exist_ok=True)
     for split, n, s in (("train", n_train, seed), ("t10k", n_test, seed + 1)):
         x, y = class_images(n, 10, 28, s)
-        _idx(raw / f"{split}-images-idx3-ubyte", x)
-        _idx(raw / f"{split}-labels-idx1-ubyte", y)
+        write_idx(raw / f"{split}-images-idx3-ubyte", x)
+        write_idx(raw / f"{split}-labels-idx1-ubyte", y)
     return Path(root)

@@ -1,7 +1,6 @@
 """Unit tests of the ASGE method: patch rule, RMS energy, fixed projections, locality, modes."""
 from __future__ import annotations
 
-import copy
 import types
 
 import pytest

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import struct
 import tarfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from torchvision.io import encode_jpeg, encode_png
 from asge.data import DATASETS, DataError, build_data, dataset_info, per_class_subset, split_indices
 from asge.data import sources
 from asge.data.device_loader import DeviceLoader, epoch_shard
+from tests.fakedata import write_idx
 
 # torchvision 0.29 deprecates torchvision.io's codecs (used here and in asge.data.sources) in favour of TorchCodec.
 CPU = torch.device("cpu")
@@ -35,12 +35,6 @@ def images(n: int, c: int, s: int, seed: int) -> np.ndarray:
 
 def balanced_labels(n: int, k: int) -> np.ndarray:
     return np.arange(n) % k
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """idx format: 0, 0, type 0x08 (uint8), ndim, big-endian dims, raw bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
 
 
 def write_mnist(root: Path, folder: str = "MNIST", n_train: int = 60, n_test: int = 20) -> dict:

@@ -6,7 +6,6 @@ import shutil
 
 import pandas as pd
 import pytest
-import torch
 
 from asge.checkpoint import CheckpointError
 from asge.engine import CHECKPOINT, NonFiniteLoss, Trainer
