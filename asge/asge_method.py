@@ -23,6 +23,7 @@ ASGE_KEYS: dict[str, Key] = {
     "logit_scale": Key(10.0, (float,), "fixed factor on the projected logits", check=lambda v: v > 0, allowed="> 0"),
     "projection_init": Key("gaussian", (str,), "fixed projection weights", choices=("gaussian", "orthogonal", "rademacher")),
     "projection_bias": Key("zero", (str,), "fixed projection bias", choices=("zero", "random")),
+    "projection_trainable": Key(False, (bool,), "train the projection with its layer (an ablation: not ASGE)"),
     "label_smoothing": Key(0.0, (float,), "label smoothing of the local cross-entropy",
                            check=lambda v: 0 <= v < 1, allowed="0 <= v < 1"),
     "fusion_from": Key(2, (int,), "first layer (1-based) summed by Fusion Pred", check=lambda v: v >= 1, allowed=">= 1"),
@@ -57,7 +58,8 @@ class ASGE(Method):
             p = patch_count(c, chans[-1], site_hw, cfg["alpha"], cfg["min_patches"])
             self.patches.append(p)
             heads.append(FixedProjection(c * p * p, info.num_classes, cfg["projection_init"],
-                                         cfg["projection_bias"], cfg["logit_scale"], gen))
+                                         cfg["projection_bias"], cfg["logit_scale"], gen,
+                                         cfg["projection_trainable"]))
         self.heads = torch.nn.ModuleList(heads)
 
     @property

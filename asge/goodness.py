@@ -39,9 +39,11 @@ def patch_energy(x: torch.Tensor, p: int, reduction: str) -> torch.Tensor:
 
 
 class FixedProjection(nn.Module):
-    """a = scale * (W g) + b with W, b fixed at initialisation (buffers: never trained, saved)."""
+    """a = scale * (W g) + b with W, b fixed at initialisation (buffers: never trained, saved).
+    trainable=True makes W, b parameters: an ablation, not ASGE (docs/recipe.md)."""
 
-    def __init__(self, dim: int, classes: int, init: str, bias: str, scale: float, generator: torch.Generator) -> None:
+    def __init__(self, dim: int, classes: int, init: str, bias: str, scale: float, generator: torch.Generator,
+                 trainable: bool = False) -> None:
         super().__init__()
         if init == "gaussian":
             w = torch.randn(classes, dim, generator=generator) / math.sqrt(dim)
@@ -55,8 +57,11 @@ class FixedProjection(nn.Module):
         else:
             raise ValueError(f"unknown projection init {init!r}")
         b = torch.randn(classes, generator=generator) * 0.1 if bias == "random" else torch.zeros(classes)
-        self.register_buffer("weight", w)
-        self.register_buffer("bias", b)
+        if trainable:
+            self.weight, self.bias = nn.Parameter(w), nn.Parameter(b)
+        else:
+            self.register_buffer("weight", w)
+            self.register_buffer("bias", b)
         self.scale = scale
 
     def forward(self, g: torch.Tensor) -> torch.Tensor:

@@ -97,6 +97,19 @@ def test_projection_fixed_and_seeded():
     assert not torch.equal(make(seed=1).heads[0].weight, m.heads[0].weight)
 
 
+def test_trainable_projection_ablation_learns_and_stays_local():
+    """projection_trainable (an ablation, not ASGE) trains each head with its own block only."""
+    m = make(projection_trainable=True)
+    w0 = m.heads[0].weight.detach().clone()
+    assert torch.equal(w0, make().heads[0].weight)  # same start as the fixed projection
+    opt = torch.optim.AdamW(m.param_groups(), lr=1e-2)
+    opt.zero_grad()
+    m.train_step(*batch(), epoch=0)
+    assert m.heads[1].weight.grad is not None and m.blocks[0].conv.weight.grad is not None
+    opt.step()
+    assert not torch.equal(m.heads[0].weight, w0)
+
+
 @pytest.mark.parametrize("init", ["gaussian", "orthogonal", "rademacher"])
 def test_projection_inits_have_unit_row_norm_scale(init):
     w = make(projection_init=init).heads[0].weight
@@ -104,9 +117,10 @@ def test_projection_inits_have_unit_row_norm_scale(init):
     assert torch.allclose(w.norm(dim=1).mean(), torch.tensor(1.0), atol=0.2)
 
 
-def test_no_gradient_crosses_layers():
-    """The loss of layer k reaches exactly the parameters of block k, nothing else."""
-    m = make()
+@pytest.mark.parametrize("trainable", [False, True])
+def test_no_gradient_crosses_layers(trainable):
+    """The loss of layer k reaches exactly the parameters of block k (and head k), nothing else."""
+    m = make(projection_trainable=trainable)
     x, y = batch()
     losses, h = [], x
     for i in range(len(m.blocks)):
