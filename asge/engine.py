@@ -162,6 +162,8 @@ class Trainer:
             self.opt.step()
             if self.sched is not None:
                 self.sched.step_update(step0 + i + 1)
+            with self.amp:
+                method.after_step(x, y, epoch)
             b = y.numel()
             parts = {"loss": stats.layer_loss.float() * b, "correct": stats.layer_correct.float(), **stats.extra}
             for k, v in parts.items():

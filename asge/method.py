@@ -62,6 +62,9 @@ class Method(nn.Module):
     def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> StepStats:
         raise NotImplementedError
 
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> None:
+        """Runs after the optimiser step on the same batch (default: nothing)."""
+
     @property
     def readout_names(self) -> list[str]:
         """Names of the readouts whose scores `layer_scores` returns, e.g. layer1..layer8."""

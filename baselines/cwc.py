@@ -85,6 +85,8 @@ CWC_KEYS: dict[str, Key] = {
                  check=lambda v: v is None or v > 0, allowed="null or > 0"),
     "sf_start_epoch": Key(0, (int,), "first epoch (0-based) in which the Sf head trains",
                           check=lambda v: v >= 0, allowed=">= 0"),
+    "bn_refresh": Key(True, (bool,), "after each optimiser step, pass the batch once more (no gradient, train "
+                      "mode) so BatchNorm's running statistics also see the updated weights, as the official code does"),
 }
 
 BN_EPS = 1e-4  # the official code's BatchNorm2d(eps=1e-4)
@@ -261,6 +263,17 @@ class CwCFF(Method):
         return StepStats(torch.stack(losses), torch.stack(correct),
                          {"group_acc": torch.stack(own).float(),
                           "trained": torch.tensor(trained, dtype=torch.float32, device=y.device)})
+
+    @torch.no_grad()
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> None:
+        # The official training loop calls its predict() on the batch after every update, still in
+        # train mode: a second running-statistics update from the new weights. Without it the
+        # eval-mode statistics lag the weights (Adam at lr 0.01 moves them fast): measured on
+        # CIFAR-10 after 2 epochs, GA 53.1 % without, 56.3 % with it (docs/results.md).
+        if self.cfg["bn_refresh"]:
+            h = x
+            for layer in self.layers:
+                h = layer(h)
 
     # --- evaluation --------------------------------------------------------------------
     @torch.no_grad()

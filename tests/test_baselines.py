@@ -108,6 +108,26 @@ def test_cwc_ilt_window_freezes_layers_and_head():
     assert all(p.grad is not None for p in m.head.parameters())
 
 
+@pytest.mark.parametrize("refresh", [True, False])
+def test_cwc_bn_refresh_updates_running_stats_from_the_new_weights(refresh):
+    """bn_refresh: after the optimiser step, layer 1's running mean takes one more momentum-0.1
+    step towards the batch mean computed with the *updated* conv weights (the official loop)."""
+    m = make("cwc", bn_refresh=refresh)
+    x, y = batch(n=8)
+    opt = torch.optim.Adam(m.param_groups(), lr=0.01)
+    m.train()
+    m.train_step(x, y, epoch=0)
+    opt.step()
+    bn = m.layers[0].bn
+    before = bn.running_mean.clone()
+    with torch.no_grad():
+        pre_bn = torch.relu(m.layers[0].conv(x))  # layer 1 does not pool
+    m.after_step(x, y, epoch=0)
+    expected = 0.9 * before + 0.1 * pre_bn.mean(dim=(0, 2, 3)) if refresh else before
+    assert torch.allclose(bn.running_mean, expected, atol=1e-6)
+    assert bn.num_batches_tracked == (2 if refresh else 1)
+
+
 def test_cwc_no_gradient_crosses_layers():
     m = make("cwc")
     x, y = batch()

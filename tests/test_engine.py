@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pandas as pd
+import torch
 import pytest
 
 from asge.checkpoint import CheckpointError
@@ -107,3 +108,24 @@ def test_finished_run_is_not_redone(data_root, tmp_path):
     assert main(args) == 0
     assert (out / "metrics.json").stat().st_mtime_ns == stamp
     shutil.rmtree(out)
+
+
+def test_engine_calls_after_step_once_per_step_after_the_update(data_root, tmp_path, monkeypatch):
+    """The hook sees the batch after the optimiser step (CwC's BatchNorm refresh relies on it)."""
+    from baselines.cwc import CwCFF
+    calls = []
+    orig_step = CwCFF.after_step
+
+    def spy(self, x, y, epoch):
+        calls.append((epoch, x.shape[0], self.layers[0].conv.weight.detach().clone()))
+        orig_step(self, x, y, epoch)
+
+    monkeypatch.setattr(CwCFF, "after_step", spy)
+    cfg = cfg_for(data_root, "channels=[10, 20]", "groups=[1, 10]", "pool_layers=[1, 2]", "epochs=1",
+                  "ilt_windows=null", "sf_lr=null", method="cwc")
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.run()
+    steps = len(trainer.data.train)
+    assert len(calls) == steps and all(epoch == 0 for epoch, _, _ in calls)
+    # the weights seen by consecutive calls differ: each call comes after an update
+    assert not torch.equal(calls[0][2], calls[1][2])

@@ -99,6 +99,14 @@ def test_every_table_and_figure_is_built(tiny):
     t8 = pd.read_csv(res / "tables" / "T8_variants.csv")
     assert list(t8["variant"]) == ["BP (reference, MNIST)", "reference", "pool_avg", "alpha_0"]
     assert set(t8["status"]) == {"measured"} and t8["per_layer_test_acc"].str.startswith("[").all()
+    assert list(t8["factor"]) == ["learning rule", "reference", "pooling", "alpha"]
+    variants = t8.set_index("variant")
+    bp_top = variants.loc["BP (reference, MNIST)", "best_strategy_acc"]
+    assert variants.loc["reference", "minus_reference"] == 0
+    for v in ("reference", "pool_avg", "alpha_0"):  # best strategy = the max over Fusion/Last/Best
+        top = max(variants.loc[v, f"{s}_acc_mean"] for s in ("fusion", "last", "best"))
+        assert variants.loc[v, "best_strategy_acc"] == top
+        assert abs(variants.loc[v, "minus_bp"] - (top - bp_top)) < 1e-9
     t7 = pd.read_csv(res / "tables" / "T7_channel_scaling.csv")
     assert sorted(t7["classes"].unique()) == [10, 100, 1000]
     asge = t7[t7["method"] == "asge"]
