@@ -5,8 +5,8 @@ import json
 import shutil
 
 import pandas as pd
-import torch
 import pytest
+import torch
 
 from asge.checkpoint import CheckpointError
 from asge.engine import CHECKPOINT, NonFiniteLoss, Trainer

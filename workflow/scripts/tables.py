@@ -199,12 +199,13 @@ class Tables:
         bp = self.primary[(self.primary["method"] == "bp") & (self.primary["dataset"] == dataset)] \
             if len(self.primary) else self.primary
         show, data = [], []
-        # the yardsticks: the best strategy of each variant against BP and the reference
+        # yardsticks: each variant's best strategy against BP and against the variant "reference"
+        # (rows are added BP first, then the variants in preset order)
         top = {"bp": math.nan, "reference": math.nan}
 
         strategies = [s for s in STRATEGY_ORDER if len(abl) and s in set(abl["strategy"])] or ["fusion", "last", "best"]
 
-        def add(label: str, settings: str, g: pd.DataFrame, own: list[str], factor: str) -> None:
+        def add(label: str, settings: str, g: pd.DataFrame, own: list[str], factor: str, role: str = "") -> None:
             row: dict[str, Any] = {"Factor": factor, "Variant": label, "Settings": settings}
             drow: dict[str, Any] = {"factor": factor, "variant": label, "settings": settings,
                                     "status": "measured" if len(g) else NOT_RUN}
@@ -216,10 +217,10 @@ class Tables:
                 drow.update({f"{s}_acc_mean": mean, f"{s}_acc_std": std, f"{s}_n": n})
                 means.append(mean)
             best = max((m for m in means if finite(m)), default=math.nan)
-            if label.startswith("BP ") or label == "reference":
-                top["bp" if label.startswith("BP ") else "reference"] = best
-            row["Best strategy − reference"] = signed(best - top["reference"], 1) if not label.startswith("BP ") else DASH
-            row["Best strategy − BP"] = signed(best - top["bp"], 1) if not label.startswith("BP ") else DASH
+            if role:
+                top[role] = best
+            row["Best strategy − reference"] = DASH if role == "bp" else signed(best - top["reference"], 1)
+            row["Best strategy − BP"] = DASH if role == "bp" else signed(best - top["bp"], 1)
             drow.update({"best_strategy_acc": best, "minus_reference": best - top["reference"],
                          "minus_bp": best - top["bp"]})
             per_layer = [json.loads(v) for v in g.drop_duplicates("run")["test_acc_per_readout"]] if len(g) else []
@@ -234,11 +235,12 @@ class Tables:
             show.append(row)
             data.append(drow)
 
-        add(f"BP (reference, {dname(dataset)})", "same backbone and budget", bp, ["last"], "learning rule")
+        add(f"BP (reference, {dname(dataset)})", "same backbone and budget", bp, ["last"], "learning rule", "bp")
         for variant, settings in (spec.get("variants") or {}).items():
             g = abl[abl["variant"] == variant] if len(abl) else abl
             text = ", ".join(f"{k}={v}" for k, v in (settings or {}).items()) or "defaults"
-            add(variant, text, g, strategies, " + ".join(sorted(settings or {})) or "reference")
+            add(variant, text, g, strategies, " + ".join(sorted(settings or {})) or "reference",
+                "reference" if variant == "reference" else "")
         notes = self.measured_note(abl)
         if spec:
             notes.append(f"{mname(spec.get('method', 'asge'))} on {dname(dataset)}: each variant changes the listed "
