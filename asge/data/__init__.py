@@ -5,7 +5,8 @@ training part; if subset_per_class = k, keep the first k images of each class af
 seeded shuffle; then hold val_size images of what is left out as the validation split.
 The test loader reads the official test part (ImageNet: its val/ folder), reduced the same
 way when test_subset_per_class is set. Train loaders are sharded over DDP ranks; val and
-test loaders are not (every rank evaluates everything). See docs/data.md.
+test loaders are not (every rank evaluates everything); rank 0 alone builds the data cache
+while the other ranks wait (asge.distributed.rank_zero_first). See docs/data.md.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from typing import Any, Iterator, Mapping, Protocol
 
 import torch
 
+from asge import distributed
 from asge.data.catalog import DATASETS, DataError, DatasetInfo, dataset_info
 from asge.data.device_loader import SPLIT, SUBSET, TEST_SUBSET, DeviceLoader, derive_seed
+from asge.runtime import switch_on
 
 __all__ = ["DATASETS", "DataBundle", "DataError", "DatasetInfo", "Loader", "build_data", "dataset_info"]
 
@@ -97,21 +100,28 @@ def build_data(cfg: Mapping, device: torch.device, rank: int = 0, world_size: in
     device = torch.device(device)
     info = dataset_info(cfg["dataset"], cfg)
     # Lazy imports: torchvision takes seconds to import, and `from asge.data import DatasetInfo` should not.
+    # Under DDP, rank 0 finds the data and builds or verifies the cache (decoded arrays, an
+    # extracted tarball, a torchvision download) while the other ranks wait at a barrier; they
+    # then find everything in place and only read it, so the cache is written once, not raced
+    # by every process.
     if info.name == "imagenet":
-        from asge.data.imagenet import build_imagenet
+        from asge.data.imagenet import build_imagenet, find_tree
 
+        with distributed.rank_zero_first():
+            find_tree(info, cfg)  # extracts a tarball once; build_imagenet's own lookup then finds it
         return build_imagenet(cfg, info, device, rank, world_size)
 
     from asge.data.sources import load_arrays, resize_images
 
-    arrays = load_arrays(info, cfg)
+    with distributed.rank_zero_first():
+        arrays = load_arrays(info, cfg)
     train, val, test = split_indices(arrays.train_y, arrays.test_y, cfg, info.name)
     size = info.image_size
 
     def images(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return resize_images(x[idx], size)
 
-    channels_last = bool(cfg["channels_last"]) and device.type == "cuda"
+    channels_last = switch_on(cfg, "channels_last", device)  # auto: on for CUDA only
     pad = info.crop_padding if cfg["augment_crop_padding"] is None else cfg["augment_crop_padding"]
     hflip = info.hflip if cfg["augment_hflip"] is None else cfg["augment_hflip"]
     common = dict(info=info, device=device, channels_last=channels_last)
