@@ -24,3 +24,10 @@ test-all: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/snakemake --lint
+
+# Headless Chromium over the Snakemake report and the MLflow UI of a finished preset
+# (installs Debian's chromium when missing; docs/operating.md#browser-check). Not in `test`.
+PRESET ?= smoke
+.PHONY: browser-check
+browser-check: $(VENV)/.installed
+	$(BIN)/python tests/browser/check.py --preset $(PRESET)

@@ -25,6 +25,7 @@ from asge.checkpoint import load_checkpoint, save_checkpoint
 from asge.config import config_hash
 from asge.evaluate import inference_memory, readout_accuracy, strategy_accuracy
 from asge.method import Method
+from asge.progress import EpochProgress
 from asge.registry import create_method
 from asge.runtime import hardware_info, rng_state, select_device, set_rng_state, setup_runtime
 
@@ -154,6 +155,8 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         step0 = epoch * len(loader)
+        # host-side counts only: the bar/log line adds no GPU synchronisation per step
+        progress = EpochProgress(epoch, cfg["epochs"], len(loader), enabled=self.main)
         for i, (x, y) in enumerate(loader):
             self.opt.zero_grad(set_to_none=True)
             with self.amp:
@@ -169,8 +172,10 @@ class Trainer:
             for k, v in parts.items():
                 sums[k] = v.detach().float() + sums[k] if k in sums else v.detach().float()
             n += b
+            progress.update(i + 1, n * self.world)
             if (i + 1) % cfg["log_every"] == 0:
                 self._check_finite(sums["loss"], epoch, i)
+        progress.close()
         for v in sums.values():
             distributed.all_reduce_sum(v)
         n = int(distributed.all_reduce_sum(torch.tensor(float(n), device=self.device)).item())
@@ -273,6 +278,9 @@ class Trainer:
             "method_extra": method.extra_state_for_metrics(),
         }
         metrics["world_size"] = self.world
+        # images per split, for the dataset record in tracking (train: all ranks' shards)
+        metrics["data_splits"] = {"train": self.data.train.num_samples * self.world,
+                                  "val": self.data.val.num_samples, "test": self.data.test.num_samples}
         if not self.main:
             return metrics
         if hasattr(method, "goodness_distributions"):

@@ -12,7 +12,10 @@ The run folder stays the source of truth; MLflow mirrors it for browsing:
   key; tags = method, dataset, seed, config hash, hardware and library versions; metrics per
   epoch with step=epoch, per readout as `<column>.<readout>` (e.g. `val_acc.layer3`), epoch-wide
   ones plain (`epoch_time_s`, `images_per_s`, `lr`, `val_acc_best_readout`, ...); final metrics
-  at step=epochs; config.yaml, history.csv, metrics.json and a curves plot as artifacts.
+  at step=epochs; config.yaml, history.csv, metrics.json and a curves plot as artifacts; the
+  data set as a dataset input (name, source path, digest, split sizes; asge.tracking_store).
+  Column names come from history.csv as they are: a method's training accuracy is named by
+  the method (`train_acc`, FF's `train_posneg_acc`), never renamed here.
 - a rerun that resumes from a checkpoint continues the unfinished MLflow run of the same name
   and config hash; a run started from scratch marks every older run of its name
   `asge.superseded=true` (with `asge.superseded_by`), so no unmarked duplicate exists. On
@@ -25,6 +28,8 @@ MLflow's telemetry is switched off before it is imported: nothing here reaches t
 
 `python -m asge.tracking init --experiment main --experiment ablations [--flag FILE]` creates
 the store and experiments once, before parallel writers start (the workflow's first job).
+`python -m asge.tracking relocate --uri sqlite:///COPY/mlflow.db` points a copied or moved
+store at the mlartifacts/ beside it (MLflow keeps absolute artifact URIs).
 """
 from __future__ import annotations
 
@@ -273,10 +278,28 @@ def read_history(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+#: per-readout training-accuracy columns by what they measure; a method names its own
+#: (Method.train_acc_name): FF's is its positive/negative separation rate (chance 50 %), not a
+#: class accuracy, and must not sit beside the others' `train_acc` under the same name
+TRAIN_ACC_COLUMNS = {"train_acc": "training accuracy (classes)",
+                     "train_posneg_acc": "training pos/neg separation (chance 50 %)"}
+
+
+def train_acc_column(history: list[Mapping[str, Any]]) -> str:
+    """The history's training-accuracy column: `train_acc`, FF's `train_posneg_acc`, or any
+    other `train_*acc` a method declares."""
+    cols = list(history[0]) if history else []
+    for c in (*TRAIN_ACC_COLUMNS, *cols):
+        if c in cols and c.startswith("train_") and c.endswith("acc"):
+            return c
+    return "train_acc"
+
+
 def plot_curves(history: list[Mapping[str, Any]], title: str, path: Path) -> Path | None:
     """Train and validation accuracy per epoch, one line per readout (a PNG for the run page)."""
     if not history:
         return None
+    train_col = train_acc_column(history)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -284,14 +307,14 @@ def plot_curves(history: list[Mapping[str, Any]], title: str, path: Path) -> Pat
 
     readouts = list(dict.fromkeys(r["readout"] for r in history))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for ax, col in zip(axes, ("train_acc", "val_acc")):
+    for ax, col in zip(axes, (train_col, "val_acc")):
         for ro in readouts:
             pts = [(float(r["epoch"]), _number(r.get(col))) for r in history if r["readout"] == ro]
             pts = [(e, v) for e, v in pts if v is not None]
             if pts:
                 ax.plot(*zip(*pts), marker="o", ms=3, label=ro)
         ax.set_xlabel("epoch")
-        ax.set_title(col)
+        ax.set_title(f"{col}: {TRAIN_ACC_COLUMNS.get(col, 'validation accuracy (classes)')}", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
     axes[1].legend(fontsize=7, loc="lower right")
@@ -410,6 +433,7 @@ class MLflowCallback:
         for k, v in (metrics.get("hardware") or {}).items():
             tags[f"{TAG}hw.{k}"] = str(v)
         self._log_batch(tags=[RunTag(k, v) for k, v in tags.items()])
+        self._log_dataset(metrics)
         for name in ("config.yaml", "history.csv", "metrics.json"):
             if (out_dir / name).is_file():
                 self._call("log_artifact", self.run_id, str(out_dir / name))
@@ -418,6 +442,23 @@ class MLflowCallback:
             if png is not None:
                 self._call("log_artifact", self.run_id, str(png), "plots")
         self._call("set_terminated", self.run_id, status="FINISHED")
+
+    def _log_dataset(self, metrics: Mapping[str, Any]) -> None:
+        """The data set (name, source, digest, split sizes) as MLflow's dataset input. Runs of
+        one experiment share a dataset row: two runs finishing together race to insert it and
+        the loser gets a UNIQUE-constraint error, after which a retry finds the row."""
+        from asge.tracking_store import dataset_input
+
+        for attempt in range(4):
+            try:
+                self._call("log_inputs", self.run_id, datasets=[dataset_input(self.cfg, metrics)])
+                return
+            except Exception as e:  # noqa: BLE001 - a missing record must not fail the run's tracking
+                if "unique constraint" in str(e).lower() and attempt < 3:
+                    time.sleep(0.2 * (attempt + 1) * (0.5 + random.random()))
+                    continue
+                log.warning("mlflow: dataset input of %s not logged: %s: %s", self.run_name, type(e).__name__, e)
+                return
 
     def on_failure(self, error: BaseException, out_dir: Path) -> None:
         if self.run_id is None:
@@ -463,9 +504,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
     p.add_argument("--experiment", action="append", default=[], help="experiment to create (repeatable)")
     p.add_argument("--flag", default=None, help="write this file (JSON: uri and experiment ids) when done")
+    r = sub.add_parser("relocate", help="point a copied or moved SQLite store at the mlartifacts/ beside it")
+    r.add_argument("--uri", default=None, help="the store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
+    r.add_argument("--artifacts", default=None, help="artifact folder (default: mlartifacts/ beside the database)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     uri = args.uri or default_tracking_uri()
+    if args.cmd == "relocate":
+        from asge.tracking_store import relocate
+
+        n = relocate(uri, Path(args.artifacts) if args.artifacts else None)
+        print(f"mlflow store {uri}: {n} artifact locations rewritten", file=sys.stderr)
+        return 0
     ids = init_store(uri, args.experiment)
     print(f"mlflow store {uri}: experiments {ids}", file=sys.stderr)
     if args.flag:

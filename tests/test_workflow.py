@@ -60,9 +60,9 @@ def check(proc: subprocess.CompletedProcess) -> str:
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(work copy, data root) after a complete run of the tiny preset."""
+def build_tiny(tmp_path_factory):
+    """(work copy, data root) after a complete run of the tiny preset; the session fixture
+    `tiny` (tests/conftest.py) runs it once for this module and tests/test_views.py."""
     tmp = tmp_path_factory.mktemp("wf")
     work, data = tmp / "repo", tmp / "data"
     work.mkdir()
@@ -165,7 +165,8 @@ def test_report_holds_tables_and_figures(tiny):
     import zipfile
 
     names = zipfile.ZipFile(work / "report.zip").namelist()
-    for item in ("T1_main.csv", "T7_channel_scaling.csv", "fig4_goodness.png", "fig_accuracy_mnist.png"):
+    for item in ("T1_main.html", "T7_channel_scaling.html", "runs.html", "fig4_goodness.png", "fig_accuracy_mnist.png",
+                 "fig_cost.png"):
         assert any(n.endswith(item) for n in names), item
 
 

@@ -5,11 +5,12 @@ rule aggregate:
     input:
         unpack(aggregate_inputs),
     output:
-        table=report(
-            results("tables", "runs.csv"),
+        table=results("tables", "runs.csv"),
+        html=report(
+            results("tables", "runs.html"),
             caption="../report/runs.rst",
             category="Tables",
-            labels={"table": "runs (tidy)"},
+            labels={"table": "Every run (tidy)"},
         ),
     log:
         results("logs", "aggregate.log"),

@@ -286,7 +286,7 @@ def train_launcher(wildcards):
 
 # --- tables and figures --------------------------------------------------------------------------
 TABLES = ("T1_main", "T2_strategies", "T3_pooling", "T4_alpha", "T5_imagenet", "T6_cost", "T8_variants")
-TABLE_FORMATS = ("md", "tex", "csv")
+TABLE_FORMATS = ("md", "tex", "csv", "html")
 
 
 def table_file(name, fmt):
@@ -313,6 +313,8 @@ def figure_names():
     if figure_run("asge"):
         names += ["fig3_asge_layers", "fig4_goodness"]
     names += [f"fig_accuracy_{d}" for d in config["datasets"] if runs_of(study="main", dataset=d)]
+    if runs_of(study="main"):
+        names.append("fig_cost")
     return names
 
 

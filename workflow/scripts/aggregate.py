@@ -20,7 +20,7 @@ from asge.atomic import write_csv
 #: config keys copied into the table (the ablation axes and what changes a run's scale)
 CONFIG_COLUMNS = ("pooling", "alpha", "width", "channels", "pool_layers", "lr", "batch_size", "subset_per_class",
                   "test_subset_per_class", "val_size", "image_size", "optimizer", "goodness_site",
-                  "goodness_reduction", "logit_scale", "groups", "theta")
+                  "goodness_reduction", "logit_scale", "groups", "theta", "fusion_from")
 
 METRIC_COLUMNS = ("params_total", "params_trainable", "fixed_buffer_values", "epoch_time_s_mean", "train_time_s",
                   "train_images_per_s", "peak_train_memory_bytes")
@@ -31,6 +31,35 @@ def hardware_label(hw: dict[str, Any]) -> str:
     if hw.get("gpu"):
         return str(hw["gpu"])
     return f"CPU {hw.get('cpu', '?')}, threads={hw.get('threads', '?')}"
+
+
+def inference_structure(method: str, strategy: str, layers_run: Any, cfg: dict[str, Any]) -> tuple[Any, Any]:
+    """(conv blocks, heads) that `strategy` runs at inference. The engine's `inference_layers`
+    counts readouts (BP's one head, CwC-FF's layers plus its Sf head), not blocks, so the
+    blocks are counted here from the architecture:
+
+    - BP: every conv block and its linear head;
+    - CwC-FF: every conv block; GA reads the last block's class goodness (no head), Sf adds
+      the softmax head;
+    - ASGE: the blocks up to the readout used; one fixed projection per readout used (Fusion:
+      every readout from fusion_from on);
+    - FF: the blocks up to the readout used, no head (goodness is compared across N label
+      passes).
+    """
+    n_conv = len(cfg.get("channels") or []) or None
+    try:
+        run = int(layers_run)
+    except (TypeError, ValueError):
+        return None, None
+    if method == "bp":
+        return n_conv, 1
+    if method == "cwc":
+        return n_conv, 1 if strategy == "sf" else 0
+    if method == "asge":
+        return run, (run - int(cfg.get("fusion_from") or 1) + 1) if strategy == "fusion" else 1
+    if method == "ff":
+        return run, 0
+    return run, None
 
 
 def _cell(v: Any) -> Any:
@@ -52,6 +81,7 @@ def run_rows(run_dir: Path, plan: dict[tuple[str, str], dict] | None = None) -> 
         "test_acc_per_readout": _cell(metrics.get("test_acc_per_readout")),
         **{k: metrics.get(k) for k in METRIC_COLUMNS},
         "goodness_dims_total": sum(extra["goodness_dims"]) if extra.get("goodness_dims") else None,
+        "patches": _cell(extra.get("patches")), "readouts": _cell(metrics.get("readouts")),
         "hardware": hardware_label(hw), "device": hw.get("device"), "gpu": hw.get("gpu"), "cpu": hw.get("cpu"),
         "threads": hw.get("threads"), "torch": hw.get("torch"),
         **{f"cfg_{k}": _cell(cfg.get(k)) for k in CONFIG_COLUMNS},
@@ -60,7 +90,9 @@ def run_rows(run_dir: Path, plan: dict[tuple[str, str], dict] | None = None) -> 
     rows = []
     primary = metrics.get("primary_strategy")
     for strategy, s in (metrics.get("strategies") or {}).items():
+        blocks, heads = inference_structure(metrics["method"], strategy, s.get("inference_layers"), cfg)
         rows.append({**base, "strategy": strategy, "is_primary": strategy == primary, "test_acc": s.get("acc"),
+                     "inference_blocks": blocks, "inference_heads": heads,
                      "test_top5": s.get("top5"), "inference_params": s.get("inference_params"),
                      "inference_layers": s.get("inference_layers"),
                      "inference_memory_bytes": s.get("inference_memory_bytes"),
@@ -76,8 +108,25 @@ def aggregate(run_dirs: Iterable[Path], plan: dict | None = None) -> pd.DataFram
     return df
 
 
+#: the columns of runs.csv that the report's HTML view shows (the CSV has them all)
+DISPLAY = ("study", "run", "method", "dataset", "seed", "variant", "epochs", "strategy", "is_primary", "test_acc",
+           "inference_blocks", "inference_heads", "epoch_time_s_mean", "hardware")
+
+
+def display(df: pd.DataFrame) -> pd.DataFrame:
+    """runs.csv for reading: the main columns, accuracies in %."""
+    if df.empty:
+        return pd.DataFrame({"runs": ["no finished run"]})
+    out = df[[c for c in DISPLAY if c in df]].copy()
+    out["test_acc"] = [f"{100 * v:.2f}" if pd.notna(v) else "–" for v in out["test_acc"]]
+    out = out.rename(columns={"test_acc": "test acc. (%)"})
+    return out.fillna("")
+
+
 def main_snakemake(snakemake: Any) -> None:
-    from wfutil import setup_logging
+    from wfutil import setup_logging, to_html
+
+    from asge.atomic import write_text
 
     log = setup_logging(snakemake)
     plan = {(p["study"], p["run"]): p for p in snakemake.params.plan}
@@ -85,6 +134,9 @@ def main_snakemake(snakemake: Any) -> None:
     df = aggregate(dirs, plan)
     Path(snakemake.output.table).parent.mkdir(parents=True, exist_ok=True)
     write_csv(snakemake.output.table, df)
+    if "html" in snakemake.output.keys():
+        write_text(snakemake.output.html, to_html(display(df), "Every run: one row per run and prediction strategy",
+                                                  [f"All {len(df.columns)} columns: {snakemake.output.table}."]))
     log.info("%d rows from %d runs -> %s", len(df), len(dirs), snakemake.output.table)
 
 

@@ -120,7 +120,7 @@ def main_snakemake(snakemake: Any) -> None:
              "rounds each width up to a multiple of N); trainable params include the Sf head.",
              "Goodness values per sample: ASGE sum of C_l P_l^2 over layers (per layer in brackets); CwC-FF one "
              "class goodness per class group and layer."]
-    paths = {fmt: getattr(snakemake.output, fmt) for fmt in ("md", "tex", "csv")}
+    paths = {fmt: getattr(snakemake.output, fmt) for fmt in ("md", "tex", "csv", "html")}
     write_table(show(df), data, paths, "T7. Channel scaling: parameters and goodness dimensions vs. class count",
                 "tab:channel-scaling", notes)
     log.info("T7: %d rows", len(df))

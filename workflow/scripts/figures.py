@@ -1,12 +1,19 @@
 """The paper's figures, redrawn from this suite's run folders (PNG and PDF, matplotlib Agg).
 
-fig1: FF per-layer training accuracy per epoch, positives left, negatives right (history.csv
-      pos_acc / neg_acc; layers 2..L-1 like the paper's layers 2-7 of VGG8, all when L < 4).
-fig3: ASGE per-layer accuracy per epoch, training left, validation right.
+fig1: FF per-layer positive / negative accuracy per epoch (G > θ for positives, G < θ for
+      negatives; chance 50 %), on training batches and, where history.csv has them, on the
+      validation split (train_pos_acc / val_pos_acc; older runs: pos_acc / neg_acc).
+fig3: ASGE per-layer class accuracy per epoch, training left, validation right (chance 1/N).
+      Both show every conv layer of the net that was run; the paper's selection (layers
+      2..L-1 of VGG8) is drawn solid, the first and last layer dashed.
 fig4: ASGE spatial goodness distributions (log scale) before pooling and after RMS, average and
       max pooling, for the two pooling layers with the most channels (goodness.pt).
-accuracy: per data set, validation accuracy per epoch of every method (mean over seeds, band =
-      min..max), with the final test accuracy of the primary strategy marked at the last epoch.
+accuracy: per data set and method, ONE predictor: the line is its validation accuracy per
+      epoch, the star its final test accuracy (mean over seeds, band / bar = min..max). The
+      predictor is the method's primary strategy when that is a single readout (BP's head,
+      CwC-FF's GA = its last conv layer), else Last Pred (the deepest layer); a primary strategy
+      that combines readouts (Fusion) has no per-epoch validation curve and is marked apart
+      (hollow diamond, test only). The legend names the predictor of every line.
 """
 
 import json
@@ -22,12 +29,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
 from asge.atomic import atomic_write  # noqa: E402
 
 METHOD_NAMES = {"asge": "ASGE", "ff": "FF", "cwc": "CwC-FF", "bp": "BP"}
 DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "imagenet": "ImageNet"}
+CLASSES = {"mnist": 10, "fashionmnist": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000}
+STRATEGY_NAMES = {"fusion": "Fusion", "last": "Last", "best": "Best", "ga": "GA", "sf": "Sf"}
+#: FF's positive / negative accuracy columns, newest spelling first
+FF_COLUMNS = {("train", "pos"): ("train_pos_acc", "pos_acc"), ("train", "neg"): ("train_neg_acc", "neg_acc"),
+              ("validation", "pos"): ("val_pos_acc",), ("validation", "neg"): ("val_neg_acc",)}
 
 
 def save(fig: plt.Figure, png: str, pdf: str) -> None:
@@ -42,57 +55,127 @@ def layer_number(readout: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def shown_layers(history: pd.DataFrame) -> list[str]:
-    """Readouts layer2..layer(L-1) as in the paper's VGG8 figures; every layer when L < 4."""
-    layers = sorted({n for n in (layer_number(r) for r in history["readout"].unique()) if n is not None})
-    if len(layers) >= 4:
-        layers = layers[1:-1]
-    return [f"layer{n}" for n in layers]
+def net_layers(readouts: Sequence[str]) -> list[str]:
+    """The conv layers of the net (readouts layer1..layerL, in order; heads such as BP's
+    `head` or CwC-FF's `sf_head` are not layers)."""
+    nums = sorted({n for n in (layer_number(r) for r in readouts) if n is not None})
+    return [f"layer{n}" for n in nums]
 
 
-def per_layer_panels(history: pd.DataFrame, columns: Sequence[str], titles: Sequence[str], suptitle: str) -> plt.Figure:
-    layers = shown_layers(history)
-    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 3.6), sharey=True)
+def paper_layers(layers: Sequence[str]) -> list[str]:
+    """The paper's selection: layers 2..L-1 (its layers 2-7 of VGG8); every layer when L < 4."""
+    return list(layers[1:-1]) if len(layers) >= 4 else list(layers)
+
+
+def first_column(h: pd.DataFrame, names: Sequence[str]) -> str | None:
+    return next((c for c in names if c in h and h[c].notna().any()), None)
+
+
+def y_limits(ax: plt.Axes, values: Sequence[float], chance: float) -> None:
+    """A y-range that holds the data and the chance line with a margin, inside [0, 100]."""
+    vals = [v for v in values if np.isfinite(v)] + [chance]
+    lo, hi = min(vals), max(vals)
+    pad = max(2.0, 0.08 * (hi - lo))
+    ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
+
+
+def epoch_axis(ax: plt.Axes, last_epoch: float) -> None:
+    """Integer epoch ticks 1..E with room for the end-of-training markers (also for E = 1)."""
+    last = max(1, int(last_epoch))
+    ax.set_xlim(0.6, last + 0.45)
+    if last <= 20:
+        ax.set_xticks(range(1, last + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def per_layer_panels(history: pd.DataFrame, layers: Sequence[str], panels: Sequence[tuple[str, str]], chance: float,
+                     chance_label: str, suptitle: str, ncols: int = 2) -> tuple[plt.Figure, list[str]]:
+    """One panel per (column, title): accuracy per epoch of every layer in `layers`, the
+    paper's layers solid, the others dashed; the chance level as a grey line. Returns the
+    figure and the layers drawn."""
+    paper = set(paper_layers(layers))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.3 * nrows), sharey=True, squeeze=False)
     cmap = plt.get_cmap("viridis")
-    for ax, col, title in zip(np.atleast_1d(axes), columns, titles):
+    drawn: list[str] = []
+    values: list[float] = []
+    for ax, (col, title) in zip(axes.flat, panels):
         for i, ro in enumerate(layers):
             h = history[history["readout"] == ro].sort_values("epoch")
             if col in h and h[col].notna().any():
-                ax.plot(h["epoch"], h[col] * 100, marker="o", ms=3, color=cmap(i / max(1, len(layers) - 1)),
-                        label=ro.replace("layer", "layer "))
-        ax.set_title(title)
+                y = h[col].to_numpy(dtype=float) * 100
+                values += list(y)
+                label = ro.replace("layer", "layer ") + ("" if ro in paper else " (not in the paper's figure)")
+                ax.plot(h["epoch"], y, marker="o", ms=3, color=cmap(i / max(1, len(layers) - 1)),
+                        linestyle="-" if ro in paper else "--", label=label)
+                drawn.append(ro)
+        ax.axhline(chance, color="0.45", linestyle=":", linewidth=1.2, label=chance_label)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    np.atleast_1d(axes)[0].set_ylabel("accuracy (%)")
-    np.atleast_1d(axes)[-1].legend(fontsize=8, loc="best")
-    fig.suptitle(suptitle, fontsize=10)
+        epoch_axis(ax, history["epoch"].max())
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (%)")
+    y_limits(axes.flat[0], values, chance)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.9), fontsize=8, frameon=False)
+    fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
-    return fig
+    return fig, list(dict.fromkeys(drawn))
 
 
 def run_label(run_dir: Path) -> str:
+    """The run in words: name, data set, width (channels), epochs, seed, hardware."""
     m = json.loads((run_dir / "metrics.json").read_text())
+    cfg_file = run_dir / "config.yaml"
+    cfg = (yaml.safe_load(cfg_file.read_text()) or {}) if cfg_file.is_file() else {}
     hw = m.get("hardware") or {}
     where = hw.get("gpu") or f"CPU, threads={hw.get('threads', '?')}"
-    return f"{run_dir.name}: {DATASET_NAMES.get(m['dataset'], m['dataset'])}, seed {m['seed']}, epochs={m['epochs']}, {where}"
+    width = f"channels {'-'.join(map(str, cfg['channels']))}" if cfg.get("channels") else "width ?"
+    if cfg.get("width") not in (None, 1, 1.0):
+        width += f" (width ×{cfg['width']})"
+    return (f"{run_dir.name}: {DATASET_NAMES.get(m['dataset'], m['dataset'])}, {width}, epochs={m['epochs']}, "
+            f"seed {m['seed']}, {where}")
 
 
-def fig1(history_csv: str, png: str, pdf: str) -> None:
+def readouts_of(run_dir: Path, history: pd.DataFrame) -> list[str]:
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        return list(json.loads(metrics.read_text()).get("readouts") or [])
+    return list(dict.fromkeys(history["readout"]))
+
+
+def fig1(history_csv: str, png: str, pdf: str) -> list[str]:
     h = pd.read_csv(history_csv)
-    missing = [c for c in ("pos_acc", "neg_acc") if c not in h]
-    if missing:
-        raise ValueError(f"{history_csv} lacks the FF columns {missing}")
-    fig = per_layer_panels(h, ["pos_acc", "neg_acc"], ["positive samples (G > θ)", "negative samples (G < θ)"],
-                           f"FF: per-layer training accuracy — {run_label(Path(history_csv).parent)}")
+    run = Path(history_csv).parent
+    panels = []
+    for split in ("train", "validation"):
+        for kind, title in (("pos", "positive samples (G > θ)"), ("neg", "negative samples (G < θ)")):
+            col = first_column(h, FF_COLUMNS[(split, kind)])
+            if col is not None:
+                panels.append((col, f"{split}: {title}  [{col}]"))
+    if not any(c.endswith("pos_acc") for c, _ in panels):
+        raise ValueError(f"{history_csv} lacks FF's positive/negative columns {FF_COLUMNS[('train', 'pos')]}")
+    fig, drawn = per_layer_panels(h, net_layers(readouts_of(run, h)), panels, 50.0, "chance (50 %)",
+                                  f"FF: per-layer positive / negative accuracy — {run_label(run)}")
     save(fig, png, pdf)
+    return drawn
 
 
-def fig3(history_csv: str, png: str, pdf: str) -> None:
+def fig3(history_csv: str, png: str, pdf: str) -> list[str]:
     h = pd.read_csv(history_csv)
-    fig = per_layer_panels(h, ["train_acc", "val_acc"], ["training", "validation"],
-                           f"ASGE: per-layer prediction accuracy — {run_label(Path(history_csv).parent)}")
+    run = Path(history_csv).parent
+    m = json.loads((run / "metrics.json").read_text())
+    n = CLASSES.get(m["dataset"], 10)
+    fig, drawn = per_layer_panels(h, net_layers(readouts_of(run, h)),
+                                  [("train_acc", "training (class accuracy)"), ("val_acc", "validation (class accuracy)")],
+                                  100.0 / n, f"chance (1/{n})",
+                                  f"ASGE: per-layer prediction accuracy — {run_label(run)}")
     save(fig, png, pdf)
+    return drawn
 
 
 def pick_goodness_layers(g: dict[str, Any]) -> list[int]:
@@ -145,44 +228,140 @@ def fig4(goodness_pt: str, png: str, pdf: str) -> list[int]:
     return layers
 
 
-def primary_curve(history: pd.DataFrame, metrics: dict[str, Any]) -> pd.Series:
-    """Validation accuracy per epoch of the run's validation-selected readout (best_readout)."""
-    h = history[history["readout"] == metrics["best_readout"]].sort_values("epoch")
-    return pd.Series(h["val_acc"].to_numpy() * 100, index=h["epoch"].to_numpy())
+def strategy_readout(strategy: str, metrics: dict[str, Any]) -> str | None:
+    """The single readout whose per-epoch validation accuracy IS `strategy`'s prediction, or
+    None for a strategy that combines readouts (Fusion)."""
+    readouts = list(metrics.get("readouts") or [])
+    layers = net_layers(readouts)
+    if strategy == "last":
+        return readouts[-1] if readouts else None  # BP: its head; ASGE/FF: the deepest layer
+    if strategy == "best":
+        return metrics.get("best_readout")
+    if strategy == "ga":  # CwC-FF's GA predicts with the last conv layer's class goodness
+        return layers[-1] if layers else None
+    if strategy == "sf":
+        return "sf_head" if "sf_head" in readouts else None
+    return None
 
 
-def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> None:
-    by_method: dict[str, list[tuple[pd.Series, float]]] = {}
+def curve_strategy(metrics: dict[str, Any]) -> str:
+    """The predictor a method's line and star show: the primary strategy when it is one
+    readout, else Last Pred."""
+    primary = metrics.get("primary_strategy") or "last"
+    if strategy_readout(primary, metrics) is not None:
+        return primary
+    return "last" if "last" in (metrics.get("strategies") or {}) else primary
+
+
+def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> dict[str, dict[str, Any]]:
+    """The accuracy-per-epoch figure; returns what each method's marks show, per method:
+    strategy, readout, primary, the line (epoch -> mean %), the star and diamond values."""
+    runs: dict[str, list[tuple[dict, pd.DataFrame]]] = {}
     hardware, epochs = set(), set()
     for d in run_dirs:
         m = json.loads((d / "metrics.json").read_text())
-        h = pd.read_csv(d / "history.csv")
-        by_method.setdefault(m["method"], []).append((primary_curve(h, m), m["test_acc"] * 100))
+        runs.setdefault(m["method"], []).append((m, pd.read_csv(d / "history.csv")))
         hw = m.get("hardware") or {}
         hardware.add(hw.get("gpu") or f"CPU, threads={hw.get('threads', '?')}")
         epochs.add(m["epochs"])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for i, (method, items) in enumerate(sorted(by_method.items())):
-        color = f"C{i}"
-        curves = pd.concat([c for c, _ in items], axis=1)
-        mean = curves.mean(axis=1)
-        ax.plot(mean.index, mean.to_numpy(), color=color, marker="o", ms=3,
-                label=f"{METHOD_NAMES.get(method, method)} (n={len(items)})")
+    shown: dict[str, dict[str, Any]] = {}
+    values: list[float] = []
+    for i, (method, items) in enumerate(sorted(runs.items())):
+        color, name = f"C{i}", METHOD_NAMES.get(method, method)
+        strategy = curve_strategy(items[0][0])
+        primary = items[0][0].get("primary_strategy") or strategy
+        curves, tests, primaries = [], [], []
+        readouts = set()
+        for m, h in items:
+            ro = strategy_readout(strategy, m)
+            readouts.add(ro)
+            col = f"val_acc_{strategy}" if f"val_acc_{strategy}" in h else "val_acc"  # a strategy's own column wins
+            hh = h[h["readout"] == ro].sort_values("epoch") if col == "val_acc" else h.drop_duplicates("epoch")
+            curves.append(pd.Series(hh[col].to_numpy(dtype=float) * 100, index=hh["epoch"].to_numpy()))
+            tests.append(m["strategies"][strategy]["acc"] * 100)
+            if primary != strategy:
+                primaries.append(m["strategies"][primary]["acc"] * 100)
+        curve = pd.concat(curves, axis=1)
+        mean = curve.mean(axis=1)
+        ro_text = "/".join(sorted(r.replace("layer", "layer ") for r in readouts if r))
+        label = f"{name}: {STRATEGY_NAMES.get(strategy, strategy)} Pred ({ro_text}) (n={len(items)})"
+        ax.plot(mean.index, mean.to_numpy(), color=color, marker="o", ms=3, label=label + " — val. line, test ★")
         if len(items) > 1:
-            ax.fill_between(mean.index, curves.min(axis=1), curves.max(axis=1), color=color, alpha=0.15)
-        test = [t for _, t in items]
-        ax.errorbar([mean.index.max()], [np.mean(test)], yerr=[[np.mean(test) - min(test)], [max(test) - np.mean(test)]],
-                    fmt="*", ms=11, color=color, markeredgecolor="black", capsize=3)
+            ax.fill_between(mean.index, curve.min(axis=1), curve.max(axis=1), color=color, alpha=0.15)
+        x_end = mean.index.max()
+        t = float(np.mean(tests))
+        ax.errorbar([x_end], [t], yerr=[[t - min(tests)], [max(tests) - t]], fmt="*", ms=12, color=color,
+                    markeredgecolor="black", capsize=3)
+        info = {"strategy": strategy, "readouts": sorted(r for r in readouts if r), "primary": primary,
+                "line": mean.to_dict(), "star": t, "diamond": None}
+        values += list(mean.to_numpy()) + tests
+        if primaries:
+            p_mean = float(np.mean(primaries))
+            ax.plot([x_end + 0.2], [p_mean], marker="D", ms=7, mfc="none", mec=color, mew=1.6, linestyle="none",
+                    label=f"{name}: {STRATEGY_NAMES.get(primary, primary)} Pred (primary), test only ◇")
+            info["diamond"] = p_mean
+            values += primaries
+        shown[method] = info
+    n = CLASSES.get(dataset, 10)
+    ax.axhline(100.0 / n, color="0.45", linestyle=":", linewidth=1.2, label=f"chance (1/{n})")
+    y_limits(ax, values, 100.0 / n)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(ax, max(epochs))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    ax.set_title(f"{DATASET_NAMES.get(dataset, dataset)}: validation accuracy per epoch (lines; readout chosen on "
-                 f"validation)\n★ = final test accuracy, primary strategy · {', '.join(sorted(hardware))} · "
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(f"{DATASET_NAMES.get(dataset, dataset)}: one predictor per method — line = its validation accuracy "
+                 f"per epoch,\n★ = its final test accuracy · {', '.join(sorted(hardware))} · "
                  f"epochs {', '.join(map(str, sorted(epochs)))}", fontsize=8)
     fig.tight_layout()
     save(fig, png, pdf)
+    return shown
+
+
+def fig_cost(runs_csv: str, png: str, pdf: str) -> pd.DataFrame:
+    """Mean epoch time per method and data set, and inference parameters of the primary
+    strategy (main study); returns the plotted numbers."""
+    runs = pd.read_csv(runs_csv)
+    prim = runs[(runs["study"] == "main") & runs["is_primary"].astype(bool)]
+    if prim.empty:
+        raise ValueError(f"{runs_csv} holds no main-study run")
+    methods = [m for m in METHOD_NAMES if m in set(prim["method"])] + sorted(set(prim["method"]) - set(METHOD_NAMES))
+    datasets = list(dict.fromkeys(prim["dataset"]))
+    stats = prim.groupby(["method", "dataset"]).agg(time=("epoch_time_s_mean", "mean"),
+                                                    tmin=("epoch_time_s_mean", "min"),
+                                                    tmax=("epoch_time_s_mean", "max"),
+                                                    params=("inference_params", "mean"),
+                                                    strategy=("strategy", "first")).reset_index()
+    fig, (ax_t, ax_p) = plt.subplots(1, 2, figsize=(10, 3.8))
+    width = 0.8 / max(1, len(datasets))
+    x = np.arange(len(methods))
+    for j, d in enumerate(datasets):
+        sd = stats[stats["dataset"] == d].set_index("method").reindex(methods)
+        t = sd["time"].to_numpy(dtype=float)
+        err = [t - sd["tmin"].to_numpy(dtype=float), sd["tmax"].to_numpy(dtype=float) - t]
+        ax_t.bar(x + (j - (len(datasets) - 1) / 2) * width, t, width, yerr=err, capsize=2,
+                 label=DATASET_NAMES.get(d, d))
+    ax_t.set_xticks(x, [METHOD_NAMES.get(m, m) for m in methods])
+    ax_t.set_ylabel("mean epoch time (s)")
+    ax_t.set_title("training: time per epoch", fontsize=9)
+    ax_t.legend(fontsize=8, loc="best")
+    ax_t.grid(alpha=0.3, axis="y")
+    first = stats[stats["dataset"] == datasets[0]].set_index("method").reindex(methods)
+    ax_p.bar(x, first["params"].to_numpy(dtype=float), color=[f"C{i}" for i in range(len(methods))])
+    ax_p.set_xticks(x, [f"{METHOD_NAMES.get(m, m)}\n{STRATEGY_NAMES.get(s, s)} Pred" for m, s in
+                        zip(methods, first["strategy"])])
+    ax_p.set_yscale("log")
+    ax_p.set_ylabel("parameters at inference")
+    ax_p.set_title(f"inference: parameters of the primary strategy ({DATASET_NAMES.get(datasets[0], datasets[0])})",
+                   fontsize=9)
+    ax_p.grid(alpha=0.3, axis="y")
+    hardware = ", ".join(sorted(set(prim["hardware"].astype(str))))
+    fig.suptitle(f"Cost, measured here · {hardware} · epochs {', '.join(map(str, sorted(prim['epochs'].unique())))}",
+                 fontsize=9)
+    fig.tight_layout()
+    save(fig, png, pdf)
+    return stats
 
 
 def main_snakemake(snakemake: Any) -> None:
@@ -192,15 +371,20 @@ def main_snakemake(snakemake: Any) -> None:
     kind = snakemake.params.kind
     out = snakemake.output
     if kind == "fig1":
-        fig1(snakemake.input.history, out.png, out.pdf)
+        log.info("fig1 shows layers %s", fig1(snakemake.input.history, out.png, out.pdf))
     elif kind == "fig3":
-        fig3(snakemake.input.history, out.png, out.pdf)
+        log.info("fig3 shows layers %s", fig3(snakemake.input.history, out.png, out.pdf))
     elif kind == "fig4":
         layers = fig4(snakemake.input.goodness, out.png, out.pdf)
         log.info("fig4 shows layers %s", layers)
     elif kind == "accuracy":
         dirs = [Path(p).parent for p in snakemake.input.metrics]
-        fig_accuracy(snakemake.wildcards.dataset, dirs, out.png, out.pdf)
+        shown = fig_accuracy(snakemake.wildcards.dataset, dirs, out.png, out.pdf)
+        for method, info in shown.items():
+            log.info("%s: line and star = %s (readout %s), primary %s", method, info["strategy"], info["readouts"],
+                     info["primary"])
+    elif kind == "cost":
+        fig_cost(snakemake.input.runs, out.png, out.pdf)
     else:
         raise ValueError(f"unknown figure kind {kind!r}")
     log.info("%s -> %s", kind, out.png)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from wfutil import DASH, NOT_RUN, finite, human_int, join_unique, mean_std, mib, setup_logging, signed, write_table
 
@@ -45,6 +46,11 @@ def hardware_of(g: pd.DataFrame) -> str:
     return join_unique(g["hardware"]) if len(g) else DASH
 
 
+def ints(g: pd.DataFrame, col: str) -> str:
+    """The distinct integer values of a column ('–' when absent)."""
+    return join_unique(int(v) for v in g[col] if finite(v)) if col in g else DASH
+
+
 def scale_note(runs: pd.DataFrame) -> list[str]:
     """A note when runs used data subsets (smoke/tiny presets)."""
     if runs.empty or "cfg_subset_per_class" not in runs:
@@ -58,6 +64,27 @@ def scale_note(runs: pd.DataFrame) -> list[str]:
     return []
 
 
+def comparability(g: pd.DataFrame, run_file: dict[str, Any]) -> list[str]:
+    """Why the runs `g` are not comparable to a paper-reported number ([] = comparable): data
+    subsets, fewer epochs or other widths than the run file config/runs/<method>/<dataset>.yaml,
+    which holds the paper-scale setting."""
+    reasons = []
+    for col, what in (("cfg_subset_per_class", "training subset"), ("cfg_test_subset_per_class", "test subset")):
+        vals = [v for v in g.get(col, pd.Series(dtype=float)).dropna() if finite(v) and float(v) > 0]
+        if vals:
+            reasons.append(f"{what} ({join_unique(int(v) for v in vals)} per class)")
+    if finite(run_file.get("epochs")) and (g["epochs"] < int(run_file["epochs"])).any():
+        reasons.append(f"{epochs_of(g)} epochs (paper-scale: {int(run_file['epochs'])})")
+    if run_file.get("channels") and "cfg_channels" in g:
+        want = json.dumps(list(run_file["channels"]))
+        got = {json.dumps(json.loads(v)) for v in g["cfg_channels"].dropna() if isinstance(v, str)}
+        if got and got != {want}:
+            reasons.append(f"channels {join_unique(sorted(got))} (paper-scale: {want})")
+    if "cfg_width" in g and any(finite(w) and float(w) != 1.0 for w in g["cfg_width"].dropna()):
+        reasons.append(f"width ×{join_unique(g['cfg_width'].dropna())}")
+    return reasons
+
+
 class Tables:
     def __init__(self, runs: pd.DataFrame, cfg: dict[str, Any]) -> None:
         self.all = runs
@@ -67,6 +94,7 @@ class Tables:
         self.reported = pd.DataFrame(cfg["reported"], columns=["method", "dataset", "metric", "value", "source",
                                                                "version"])
         self.preset = cfg["preset"]
+        self.run_files = {k: (json.loads(v) if v else {}) for k, v in (cfg.get("run_files") or {}).items()}
 
     def not_run(self, method: str, dataset: str) -> str:
         for item in self.cfg["not_run"]:
@@ -86,7 +114,7 @@ class Tables:
         methods = list(self.cfg["methods"]) + [m for m in self.reported["method"].unique() if m not in self.cfg["methods"]]
         datasets = list(dict.fromkeys(list(self.cfg["datasets"]) + [d for d in DATASET_NAMES if d in
                                                                      set(self.reported["dataset"])]))
-        show, data = [], []
+        show, data, not_comparable = [], [], []
         for m in methods:
             for d in datasets:
                 g = self.primary[(self.primary["method"] == m) & (self.primary["dataset"] == d)] if len(self.primary) else self.primary
@@ -99,21 +127,30 @@ class Tables:
                 mean, std, n, text = mean_std(g["test_acc"]) if len(g) else (math.nan, math.nan, 0, self.not_run(m, d))
                 r_val = float(rep["value"].iloc[0]) if len(rep) else math.nan
                 r_src = str(rep["source"].iloc[0]) if len(rep) else DASH
-                diff = mean - r_val if n and finite(r_val) else math.nan
+                reasons = comparability(g, self.run_files.get(f"{m}/{d}", {})) if n else []
+                diff = mean - r_val if n and finite(r_val) and not reasons else math.nan
+                if n and finite(r_val) and reasons:
+                    not_comparable.append(f"{mname(m)} on {dname(d)}: {'; '.join(reasons)}")
                 strategy = join_unique(g["strategy"]) if len(g) else DASH
                 show.append({"Method": mname(m), "Data set": dname(d), "Strategy": strategy,
                              "Measured here (mean ± std, n)": text, "Seeds": seeds_of(g), "Epochs": epochs_of(g),
                              "Hardware": hardware_of(g),
                              "Reported": f"{r_val:.2f}" if finite(r_val) else DASH, "Source": r_src,
-                             "Δ (measured − reported)": signed(diff)})
+                             "Δ (measured − reported)": f"{DASH} †" if reasons and finite(r_val) else signed(diff)})
                 data.append({"method": m, "dataset": d, "strategy": strategy if n else "", "status": "measured" if n else text,
                              "measured_mean": mean, "measured_std": std, "n": n, "seeds": seeds_of(g) if n else "",
                              "epochs": epochs_of(g) if n else "", "hardware": hardware_of(g) if n else "",
-                             "reported": r_val, "reported_source": r_src if len(rep) else "", "difference": diff})
+                             "reported": r_val, "reported_source": r_src if len(rep) else "", "difference": diff,
+                             "comparable": not reasons if n else "", "not_comparable_because": "; ".join(reasons)})
         notes = self.measured_note(self.primary)
         notes.append("Reported: the value published in the named source (not measured here). ImageNet: the v2 "
                      "number; T5 lists both paper versions.")
         notes.append("Primary strategy per method: ASGE and FF Fusion Pred, CwC-FF GA, BP the classifier head.")
+        notes.append("Δ is given only where the measured setting is the paper-scale one (full data, the epochs and "
+                     "widths of config/runs/<method>/<dataset>.yaml).")
+        if not_comparable:
+            notes.append("† No Δ: the measured setting differs from the reported one — " + " | ".join(not_comparable)
+                         + ".")
         return pd.DataFrame(show), pd.DataFrame(data), notes
 
     # T2 -------------------------------------------------------------------------------------
@@ -125,7 +162,8 @@ class Tables:
                 if g.empty:
                     show.append({"Method": mname(m), "Data set": dname(d), "Strategy": DASH,
                                  "Test acc. (mean ± std, n)": self.not_run(m, d), "Inference params": DASH,
-                                 "Inference layers": DASH, "Inference memory (MiB)": DASH, "Memory measure": DASH})
+                                 "Conv blocks run": DASH, "Heads": DASH, "Inference memory (MiB)": DASH,
+                                 "Memory measure": DASH})
                     data.append({"method": m, "dataset": d, "strategy": "", "status": self.not_run(m, d)})
                     continue
                 order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
@@ -135,18 +173,24 @@ class Tables:
                     params, mem = gs["inference_params"].mean(), gs["inference_memory_bytes"].mean()
                     show.append({"Method": mname(m), "Data set": dname(d), "Strategy": s,
                                  "Test acc. (mean ± std, n)": text, "Inference params": human_int(params),
-                                 "Inference layers": join_unique(int(v) for v in gs["inference_layers"] if finite(v)),
+                                 "Conv blocks run": ints(gs, "inference_blocks"), "Heads": ints(gs, "inference_heads"),
                                  "Inference memory (MiB)": mib(mem),
                                  "Memory measure": join_unique(gs["inference_memory_method"])})
                     data.append({"method": m, "dataset": d, "strategy": s, "status": "measured", "acc_mean": mean,
                                  "acc_std": std, "n": n, "inference_params_mean": params,
-                                 "inference_layers": join_unique(int(v) for v in gs["inference_layers"] if finite(v)),
+                                 "inference_blocks": ints(gs, "inference_blocks"),
+                                 "inference_heads": ints(gs, "inference_heads"),
+                                 "readouts_computed": ints(gs, "inference_layers"),
                                  "inference_memory_bytes_mean": mem,
                                  "memory_method": join_unique(gs["inference_memory_method"]),
                                  "epochs": epochs_of(gs), "hardware": hardware_of(gs)})
         notes = self.measured_note(self.main)
         notes.append("Inference params: parameters and fixed projection values a strategy needs (Best Pred drops "
-                     "the layers after the validation-selected one). Inference memory of one test batch: CUDA "
+                     "the layers after the validation-selected one). Conv blocks run: the backbone blocks a "
+                     "prediction needs; Heads: the readout heads it uses (BP its linear head; CwC-FF none for GA, "
+                     "which reads the last block's class goodness, the softmax head for Sf; ASGE one fixed projection "
+                     "per layer read, Fusion all from fusion_from on; FF none, it compares goodness over N label "
+                     "passes). Inference memory of one test batch: CUDA "
                      "peak on a GPU ('cuda_max_allocated'); on a CPU parameters plus the largest single-op working "
                      "set ('tensor_account').")
         return pd.DataFrame(show), pd.DataFrame(data), notes
@@ -167,6 +211,7 @@ class Tables:
         found = list(dict.fromkeys(abl["strategy"])) if len(abl) else ["fusion", "last", "best"]
         strategies = sorted(found, key=lambda s: STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else len(STRATEGY_ORDER))
         show, data = [], []
+        same_patches: dict[str, list[Any]] = {}  # patch counts -> the α levels that give them
         for lv in levels:
             g = abl[(abl[col].astype(float) == float(lv)) if axis == "alpha" else (abl[col] == lv)] if len(abl) else abl
             row = {axis.capitalize() if axis == "pooling" else "α": lv}
@@ -180,6 +225,11 @@ class Tables:
                 dims = g["goodness_dims_total"].dropna() if len(g) else []
                 row["Goodness dims (all layers)"] = human_int(dims.iloc[0]) if len(dims) else DASH
                 drow["goodness_dims_total"] = dims.iloc[0] if len(dims) else math.nan
+                pat = g["patches"].dropna() if len(g) and "patches" in g else []
+                row["Patches P_l per layer"] = " / ".join(map(str, json.loads(pat.iloc[0]))) if len(pat) else DASH
+                drow["patches"] = pat.iloc[0] if len(pat) else ""
+                if len(pat):
+                    same_patches.setdefault(pat.iloc[0], []).append(lv)
             row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
             show.append(row)
             data.append(drow)
@@ -187,6 +237,12 @@ class Tables:
         notes = self.measured_note(abl)
         fixed = "α" if axis == "pooling" else "pooling"
         notes.append(f"{what}; every row differs from the reference run only in {axis} ({fixed} as in the reference).")
+        for patches, lvs in same_patches.items():
+            if len(lvs) > 1:
+                notes.append(f"α = {' and α = '.join(f'{float(v):g}' for v in lvs)} give the same patch counts "
+                             f"P_l = {' / '.join(map(str, json.loads(patches)))} at these layer widths and map sizes "
+                             f"(P_l = round((C_L / C_l)^α), at least min_patches, at most the map side), so they "
+                             f"train the same model: identical rows are expected, not an error.")
         return pd.DataFrame(show), pd.DataFrame(data), notes
 
     # T8 -------------------------------------------------------------------------------------
@@ -335,7 +391,7 @@ def main_snakemake(snakemake: Any) -> None:
     runs = pd.read_csv(path) if Path(path).stat().st_size > 1 else pd.DataFrame()
     for name, (show, data, notes) in build(runs, snakemake.params.cfg).items():
         title, label = TITLES[name]
-        paths = {fmt: snakemake.output[f"{name}_{fmt}"] for fmt in ("md", "tex", "csv")}
+        paths = {fmt: snakemake.output[f"{name}_{fmt}"] for fmt in ("md", "tex", "csv", "html")}
         write_table(show, data, paths, title, label, notes)
         log.info("%s: %d rows", name, len(show))
 

@@ -95,31 +95,63 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
-        "–": "--", "×": r"$\times$", "≥": r"$\geq$", "α": r"$\alpha$"}
+        "–": "--", "×": r"$\times$", "≥": r"$\geq$", "α": r"$\alpha$", "−": "$-$", "†": r"$^\dagger$",
+        "‡": r"$^\ddagger$", "θ": r"$\theta$", "≤": r"$\leq$", "·": r"$\cdot$", "→": r"$\rightarrow$"}
 
 
 def tex_escape(s: Any) -> str:
     return "".join(_TEX.get(ch, ch) for ch in str(s))
 
 
+#: tables with more columns than this are scaled to the text width (\\resizebox)
+LATEX_RESIZE_COLUMNS = 6
+
+
 def to_latex(df: pd.DataFrame, caption: str, label: str, notes: Sequence[str] = ()) -> str:
+    """A booktabs table (needs \\usepackage{booktabs,graphicx}); wide tables are scaled down
+    to the text width so that they fit a page; notes go below as footnote-sized paragraphs."""
     cols = list(df.columns)
-    out = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{tex_escape(caption)}}}",
-           f"\\label{{{label}}}", "\\begin{tabular}{" + "l" * len(cols) + "}", "\\hline",
-           " & ".join(tex_escape(c) for c in cols) + " \\\\", "\\hline"]
+    wide = len(cols) > LATEX_RESIZE_COLUMNS
+    out = ["% needs \\usepackage{booktabs} and, for \\resizebox, \\usepackage{graphicx}",
+           "\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{tex_escape(caption)}}}",
+           f"\\label{{{label}}}"]
+    if wide:
+        out.append("\\resizebox{\\textwidth}{!}{%")
+    out += ["\\begin{tabular}{" + "l" * len(cols) + "}", "\\toprule",
+            " & ".join(tex_escape(c) for c in cols) + " \\\\", "\\midrule"]
     for row in df.itertuples(index=False):
         out.append(" & ".join(tex_escape(v) for v in row) + " \\\\")
-    out += ["\\hline", "\\end{tabular}"]
+    out += ["\\bottomrule", "\\end{tabular}" + ("}" if wide else "")]
     for n in notes:
         out.append(f"\\par\\smallskip\\footnotesize {tex_escape(n)}")
     out.append("\\end{table}")
     return "\n".join(out) + "\n"
 
 
+HTML_STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:14px;margin:12px;color:#222}
+table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;
+vertical-align:top}th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}li{margin:3px 0;max-width:70em}"""
+
+
+def to_html(df: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> str:
+    """A standalone HTML page with the table, its title and notes (what the Snakemake report
+    shows in place: a CSV there is only a download)."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>\n"
+                   for row in df.itertuples(index=False))
+    items = "".join(f"<li>{escape(n)}</li>" for n in notes)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<style>{HTML_STYLE}</style></head><body>\n<h3>{escape(title)}</h3>\n"
+            f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody></table>\n"
+            f"{'<ul>' + items + '</ul>' if items else ''}\n</body></html>\n")
+
+
 def write_table(df: pd.DataFrame, data: pd.DataFrame, paths: dict[str, str], title: str, label: str,
                 notes: Sequence[str] = ()) -> None:
-    """`df` (display strings) as Markdown and LaTeX with title and notes; `data` (raw numbers,
-    tidy) as CSV."""
+    """`df` (display strings) as Markdown, LaTeX and (when `paths` has "html") HTML with title
+    and notes; `data` (raw numbers, tidy) as CSV."""
     for p in paths.values():
         Path(p).parent.mkdir(parents=True, exist_ok=True)
     md = [f"**{title}**", "", to_markdown(df)]
@@ -127,3 +159,5 @@ def write_table(df: pd.DataFrame, data: pd.DataFrame, paths: dict[str, str], tit
     write_text(paths["md"], "\n".join(md).rstrip() + "\n")
     write_text(paths["tex"], to_latex(df, title, label, notes))
     write_csv(paths["csv"], data)
+    if "html" in paths:
+        write_text(paths["html"], to_html(df, title, notes))
