@@ -164,10 +164,16 @@ def test_report_holds_tables_and_figures(tiny):
     check(snakemake(work, data, "--report", "report.zip"))
     import zipfile
 
-    names = zipfile.ZipFile(work / "report.zip").namelist()
-    for item in ("T1_main.html", "T7_channel_scaling.html", "runs.html", "fig4_goodness.png", "fig_accuracy_mnist.png",
-                 "fig_cost.png"):
+    z = zipfile.ZipFile(work / "report.zip")
+    names = z.namelist()
+    # tables as HTML (shown in place; a CSV in the report is only a download), figures as PNG
+    for item in (*(f"{t}.html" for t in TABLES), "runs.html", *(f"{f}.png" for f in FIGURES), "fig_cost.png"):
         assert any(n.endswith(item) for n in names), item
+    assert not any(n.endswith(".csv") for n in names)
+    page = next(z.read(n).decode() for n in names if n.endswith("report.html"))
+    for category in ("Paper figures", "Accuracy", "Cost", "Tables"):
+        assert category in page, category
+    assert "results/tiny/runs/" in page  # the landing text names the preset's run folders
 
 
 @pytest.mark.parametrize("override, words", [
