@@ -227,7 +227,9 @@ def final_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         put(f"test_top5.{s}", d.get("top5"))
         put(f"inference_params.{s}", d.get("inference_params"))
         put(f"inference_memory_bytes.{s}", d.get("inference_memory_bytes"))
-        put(f"inference_layers.{s}", d.get("inference_layers"))
+        # metrics.json's inference_layers counts readouts (BP: its one head), not conv blocks;
+        # named for what it is here (T2 counts blocks and heads)
+        put(f"inference_readouts.{s}", d.get("inference_layers"))
     for name, acc in zip(metrics.get("readouts") or [], metrics.get("test_acc_per_readout") or []):
         put(f"test_acc_readout.{name}", acc)
     for k in ("params_total", "params_trainable", "fixed_buffer_values", "epoch_time_s_mean", "train_time_s",
