@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: smoke test test-all lint bench
+.PHONY: smoke test test-all test-slurm lint bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ test: $(VENV)/.installed
 
 test-all: $(VENV)/.installed
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m ""
+
+# profiles/slurm on a real one-node SLURM cluster on this machine (root; docs/operating.md):
+# starts it (tests/slurm/up.sh), runs the `slurm` tests, stops what up.sh started.
+test-slurm: $(VENV)/.installed
+	tests/slurm/up.sh
+	OMP_WAIT_POLICY=PASSIVE SBATCH_ACCOUNT=$${ASGE_SLURM_ACCOUNT:-asge} $(BIN)/python -m pytest -q -s -m slurm tests/slurm; \
+	status=$$?; tests/slurm/down.sh; exit $$status
 
 lint: $(VENV)/.installed
 	$(BIN)/snakemake --lint

@@ -30,6 +30,9 @@ rule train:
         gpu=job_resource("gpu"),
         mem_mb=job_resource("mem_mb"),
         runtime=job_resource("runtime"),
+        # read only by the SLURM executor (profiles/slurm); '' leaves the cluster's default
+        slurm_account=lambda wildcards: slurm_setting("account"),
+        slurm_partition=lambda wildcards: slurm_setting("partition"),
     conda:
         "../envs/asge.yaml"
     shell:
