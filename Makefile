@@ -38,3 +38,9 @@ PRESET ?= smoke
 .PHONY: browser-check
 browser-check: $(VENV)/.installed
 	$(BIN)/python tests/browser/check.py --preset $(PRESET)
+
+# One GPU, at most 10 minutes: environment, bench (eager and compiled), ASGE and BP on CIFAR-10
+# (docs/benchmarks.md, "GPU: how to check"). Exits non-zero if a phase fails; refuses a CPU.
+.PHONY: gpu-check
+gpu-check: $(VENV)/.installed
+	$(BIN)/python -m asge.gpucheck --out results/gpucheck

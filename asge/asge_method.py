@@ -71,7 +71,10 @@ class ASGE(Method):
         h, p = self.blocks[i].parts(x)
         site = h if self.cfg["goodness_site"] == "before_pool" else p
         g = patch_energy(site, self.patches[i], self.cfg["goodness_reduction"])
-        return self.heads[i](g), p
+        # goodness is float32; under autocast its fixed projection stays float32 too (a
+        # [B, C P^2] x [C P^2, N] product costs nothing, and the logits keep full precision)
+        with torch.autocast(g.device.type, enabled=False):
+            return self.heads[i](g), p
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> StepStats:
         losses, correct, fused = [], [], []

@@ -24,6 +24,7 @@ import torch
 from asge.config import resolve_config
 from asge.engine import autocast_for, build_optimizer
 from asge.registry import create_method, list_methods, method_class
+from asge.runtime import switch_on
 
 
 class _Box:
@@ -35,20 +36,38 @@ class _Box:
         self.t = t
 
 
+def is_weight_cast(t: torch.Tensor) -> bool:
+    """Whether `t` (or the tensor it views) is a dtype/layout copy of a trainable parameter,
+    as autocast makes of every weight (a bf16 copy, cached for the autocast region)."""
+    base = t._base if t._base is not None else t
+    fn = base.grad_fn
+    if fn is None or type(fn).__name__ != "ToCopyBackward0":
+        return False
+    # AccumulateGrad is where a leaf's gradient lands; only a Parameter leaf is a weight (a leaf
+    # input that requires grad is cast the same way but is an activation)
+    return any(isinstance(getattr(nxt, "variable", None), torch.nn.Parameter) for nxt, _ in fn.next_functions)
+
+
 class SavedActivations:
     """Counts the bytes autograd saves for backward; the peak of what is alive at once.
 
-    Parameters are excluded (they are not activations); a tensor saved twice counts once
-    while alive. The peak shows whether per-layer backward frees each layer's graph.
+    Parameters, the model's buffers (pass `model`) and autocast's copies of parameters are
+    excluded: they are weights, not activations, so a bf16 run counts only its activations.
+    A tensor saved twice counts once while alive. The peak shows whether per-layer backward
+    frees each layer's graph.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, model: torch.nn.Module | None = None) -> None:
         self.live: dict[int, int] = {}
         self.peak = 0
         self.total = 0
+        tensors = [*model.parameters(), *model.buffers()] if model is not None else []
+        self.weights = {w.untyped_storage().data_ptr() for w in tensors}
 
     def _pack(self, t: torch.Tensor) -> Any:
         if isinstance(t, torch.nn.Parameter) or (not t.is_floating_point() and t.numel() < 1024):
+            return t
+        if t.untyped_storage().data_ptr() in self.weights or is_weight_cast(t):
             return t
         key, size = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
         box = _Box(t)
@@ -88,21 +107,27 @@ class Candidate:
         cfg = resolve_config(name, "cifar10", [over, extra], method_class(name))
         torch.manual_seed(0)
         self.model = create_method(name, cfg, info).to(device)
-        if device.type == "cuda":
+        channels_last = switch_on(cfg, "channels_last", device)  # as the engine: auto = CUDA only
+        if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = build_optimizer(self.model.param_groups(), cfg)
         self.amp = autocast_for(device, cfg)
+        # the training step as the engine runs it (compiled when `compile` is on); evaluation
+        # and the saved-activation count stay eager, as in the engine
+        backend = getattr(args, "compile_backend", "inductor")
+        self.train_step = torch.compile(self.model.train_step, backend=backend) if cfg["compile"] else self.model.train_step
         self.x = torch.randn(args.batch, 3, args.size, args.size, device=device)
         self.y = torch.randint(0, args.classes, (args.batch,), device=device)
-        if device.type == "cuda":
+        if channels_last:
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         self.device = device
+        self.cfg = cfg
 
     def step(self) -> None:
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
         with self.amp:
-            self.model.train_step(self.x, self.y, 0)
+            self.train_step(self.x, self.y, 0)
         self.opt.step()
 
     def evaluate(self) -> None:
@@ -112,7 +137,7 @@ class Candidate:
             self.model.predict(scores, self.model.strategies[0], len(scores) - 1)
 
     def memory(self) -> dict[str, float]:
-        counter = SavedActivations()
+        counter = SavedActivations(self.model)
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
         with counter.hooks(), self.amp:
@@ -144,7 +169,9 @@ def bench_methods(specs: list[str], args: argparse.Namespace, device: torch.devi
     """Median images/s per method; repeats are interleaved across methods so that a load
     change on a shared machine affects every method alike (the ratios stay meaningful)."""
     cands = {s: Candidate(s, args, device) for s in specs}
-    rows = {s: c.memory() for s, c in cands.items()}
+    # the first step alone: with `compile` it is the compile time, kept out of the timed repeats
+    first = {s: _timed(c.step, device) for s, c in cands.items()}
+    rows = {s: {**c.memory(), "first_step_s": first[s]} for s, c in cands.items()}
     for kind in ("step", "evaluate"):
         times: dict[str, list[float]] = {s: [] for s in specs}
         for r in range(args.warmup + args.repeats):
@@ -188,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--compile-backend", default="inductor",
+                    help="torch.compile backend of variants with compile=true (aot_eager: tracing only, fast to build)")
     ap.add_argument("--markdown", default=None, help="also write the table to this Markdown file")
     args = ap.parse_args(argv)
     if args.threads:

@@ -72,6 +72,7 @@ INT = (int,)
 FLOAT = (float,)
 OPT_INT = (int, type(None))
 INT_LIST = (list,)
+AUTO_SWITCH = ("auto", True, False)  # switches whose default depends on the device (asge.runtime.switch_on)
 
 COMMON_KEYS: dict[str, Key] = {
     # what to run
@@ -104,8 +105,10 @@ COMMON_KEYS: dict[str, Key] = {
     # execution
     "device": Key("auto", (str,), "auto (cuda if present), cpu, cuda, cuda:N"),
     "require_gpu": Key(False, (bool,), "refuse to run without CUDA (the workflow's GPU jobs set this)"),
-    "amp": Key(True, (bool,), "bf16 autocast on CUDA (ignored on CPU)"),
-    "channels_last": Key(True, (bool,), "channels_last memory format on CUDA"),
+    "amp": Key("auto", (str, bool), "bf16 autocast: auto (on for CUDA, off for CPU), true (CUDA or CPU), false",
+               choices=AUTO_SWITCH),
+    "channels_last": Key("auto", (str, bool), "channels_last model and batches: auto (on for CUDA, off for CPU), "
+                         "true, false", choices=AUTO_SWITCH),
     "compile": Key(False, (bool,), "torch.compile the model"),
     "deterministic": Key(False, (bool,), "deterministic algorithms (bitwise-reproducible on CPU)"),
     "threads": Key(None, OPT_INT, "torch CPU threads (null = torch's default)", check=positive, allowed="> 0 or null"),
@@ -176,4 +179,9 @@ HASH_IGNORES = ("epochs", "threads", "log_every", "device", "require_gpu", "data
 def config_hash(cfg: Mapping, ignore: tuple[str, ...] = HASH_IGNORES) -> str:
     """Digest of everything that changes what a checkpoint means."""
     payload = {k: v for k, v in sorted(cfg.items()) if k not in ignore}
+    for k in ("amp", "channels_last"):
+        # "auto" is what `true` meant before these keys took "auto": the same digest, so that
+        # checkpoints written then still resume
+        if payload.get(k) == "auto":
+            payload[k] = True
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -14,10 +14,9 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
-from timm.scheduler import CosineLRScheduler
 
 from asge import distributed
 from asge.atomic import save_torch, write_json, write_text
@@ -27,7 +26,10 @@ from asge.evaluate import inference_memory, readout_accuracy, strategy_accuracy
 from asge.method import Method
 from asge.progress import EpochProgress
 from asge.registry import create_method
-from asge.runtime import hardware_info, rng_state, select_device, set_rng_state, setup_runtime
+from asge.runtime import hardware_info, rng_state, select_device, set_rng_state, setup_runtime, switch_on
+
+if TYPE_CHECKING:
+    from timm.scheduler import CosineLRScheduler
 
 log = logging.getLogger("asge")
 
@@ -61,6 +63,9 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: Mapping[str, Any], steps_pe
     """Cosine with linear warm-up, stepped per iteration (timm); None for a constant rate."""
     if cfg["schedule"] == "constant":
         return None
+    # imported here: timm imports torchvision.models (seconds), which the bench never needs
+    from timm.scheduler import CosineLRScheduler
+
     total = max(1, cfg["epochs"] * steps_per_epoch)
     warm = min(int(cfg["warmup_epochs"] * steps_per_epoch), total - 1)
     return CosineLRScheduler(opt, t_initial=total - warm if warm else total, lr_min=cfg["min_lr"], warmup_t=warm,
@@ -69,8 +74,9 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: Mapping[str, Any], steps_pe
 
 
 def autocast_for(device: torch.device, cfg: Mapping[str, Any]) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and cfg["amp"]:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on the run's device when `amp` is on (auto: CUDA only), else a no-op."""
+    if switch_on(cfg, "amp", device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -105,7 +111,7 @@ class Trainer:
         setup_runtime(cfg, self.device)
         self.data = build_data(cfg, self.device, self.rank, self.world)
         self.method: Method = create_method(cfg["method"], cfg, self.data.info).to(self.device)
-        if self.device.type == "cuda" and cfg["channels_last"]:
+        if switch_on(cfg, "channels_last", self.device):
             self.method = self.method.to(memory_format=torch.channels_last)
         self.opt = build_optimizer(self.method.param_groups(), cfg)
         self.sched = build_scheduler(self.opt, cfg, len(self.data.train))
@@ -157,7 +163,10 @@ class Trainer:
         step0 = epoch * len(loader)
         # host-side counts only: the bar/log line adds no GPU synchronisation per step
         progress = EpochProgress(epoch, cfg["epochs"], len(loader), enabled=self.main)
+        compile_s, n_compiled = 0.0, 0
         for i, (x, y) in enumerate(loader):
+            graphs = _compiled_graphs() if cfg["compile"] else 0
+            ts = time.perf_counter()
             self.opt.zero_grad(set_to_none=True)
             with self.amp:
                 stats = self.step_fn(x, y, epoch)
@@ -172,10 +181,16 @@ class Trainer:
             for k, v in parts.items():
                 sums[k] = v.detach().float() + sums[k] if k in sums else v.detach().float()
             n += b
+            if cfg["compile"] and _compiled_graphs() != graphs:
+                # this step compiled (first batch, a new batch shape, a new guard on `epoch`): its
+                # time is compile time, kept out of the epoch's time; a sync only on such steps
+                _sync(self.device)
+                compile_s, n_compiled = compile_s + time.perf_counter() - ts, n_compiled + b
             progress.update(i + 1, n * self.world)
             if (i + 1) % cfg["log_every"] == 0:
                 self._check_finite(sums["loss"], epoch, i)
         progress.close()
+        n_local = n
         for v in sums.values():
             distributed.all_reduce_sum(v)
         n = int(distributed.all_reduce_sum(torch.tensor(float(n), device=self.device)).item())
@@ -183,8 +198,12 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         dt = time.perf_counter() - t0
+        compile_time = None
+        if cfg["compile"]:
+            dt, compile_time = _split_compile_time(dt, compile_s, n_local, n_compiled)
         peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else float("nan")
-        return {"time": dt, "n": n, "peak": peak, **{k: (v / n).tolist() for k, v in sums.items()}}
+        return {"time": dt, "n": n, "peak": peak, "compile_time": compile_time,
+                **{k: (v / n).tolist() for k, v in sums.items()}}
 
     def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
         if not torch.isfinite(loss_sum).all():
@@ -230,8 +249,10 @@ class Trainer:
         for j, name in enumerate(self.method.readout_names):
             row = {"epoch": epoch + 1, "readout": name, "train_loss": tr["loss"][j], "train_acc": tr["correct"][j],
                    "val_acc": val[j]}
-            row.update({k: tr[k][j] for k in tr if k not in ("time", "n", "peak", "loss", "correct")})
+            row.update({k: tr[k][j] for k in tr if k not in ("time", "n", "peak", "loss", "correct", "compile_time")})
             row.update({"epoch_time_s": tr["time"], "images_per_s": ips, "lr": lr, "peak_memory_bytes": tr["peak"]})
+            if tr["compile_time"] is not None:  # compile runs only: time spent compiling, not in epoch_time_s
+                row["compile_time_s"] = tr["compile_time"]
             rows.append(row)
         self.history += rows
         self._save(epoch)
@@ -239,6 +260,8 @@ class Trainer:
             write_text(self.out / "history.csv", _csv(self.history))
         summary = {"epoch_time_s": tr["time"], "images_per_s": ips, "lr": lr,
                    "val_acc_best_readout": max(val), "val_acc_last": val[-1]}
+        if tr["compile_time"] is not None:
+            summary["compile_time_s"] = tr["compile_time"]
         for cb in self.callbacks:
             _safe(cb.on_epoch, epoch + 1, rows, summary)
         accs = " ".join(f"{v * 100:.1f}" for v in val)
@@ -278,6 +301,9 @@ class Trainer:
             "method_extra": method.extra_state_for_metrics(),
         }
         metrics["world_size"] = self.world
+        if cfg["compile"]:  # torch.compile's own time, kept out of epoch_time_s and train_images_per_s
+            per_epoch = {r["epoch"]: r.get("compile_time_s", 0.0) for r in self.history}
+            metrics["compile_time_s"] = sum(per_epoch.values())
         # images per split, for the dataset record in tracking (train: all ranks' shards)
         metrics["data_splits"] = {"train": self.data.train.num_samples * self.world,
                                   "val": self.data.val.num_samples, "test": self.data.test.num_samples}
@@ -288,6 +314,32 @@ class Trainer:
         write_json(self.out / "metrics.json", metrics)  # last: its presence means the run finished
         log.info("test acc %s", {s: round(v["acc"] * 100, 2) for s, v in strategies.items()})
         return metrics
+
+
+def _compiled_graphs() -> int:
+    """How many graphs torch.compile has compiled in this process so far (a host-side count)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _split_compile_time(dt: float, compile_s: float, n: int, n_compiled: int) -> tuple[float, float]:
+    """(epoch time, compile time) from an epoch's wall time `dt` and the `compile_s` seconds of
+    its steps that compiled: the epoch time is the other steps' time scaled to all `n` images
+    (the steady rate), the compile time what the compiling steps took beyond that rate. When
+    every step compiled there is no steady rate: (dt, nan)."""
+    steady_n, steady_t = n - n_compiled, dt - compile_s
+    if n_compiled == 0:
+        return dt, 0.0
+    if steady_n <= 0 or steady_t <= 0:
+        return dt, float("nan")
+    epoch_t = steady_t * n / steady_n
+    return epoch_t, max(0.0, dt - epoch_t)
 
 
 def _safe(fn, *args) -> None:

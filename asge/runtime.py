@@ -33,6 +33,15 @@ def select_device(cfg: Mapping[str, Any], local_rank: int = 0) -> torch.device:
     return device
 
 
+def switch_on(cfg: Mapping[str, Any], key: str, device: torch.device | str) -> bool:
+    """Whether a device-dependent switch (`amp`, `channels_last`) is on: "auto" means on for
+    CUDA and off for CPU; true and false apply on any device."""
+    value = cfg[key]
+    if value == "auto":
+        return torch.device(device).type == "cuda"
+    return bool(value)
+
+
 def setup_runtime(cfg: Mapping[str, Any], device: torch.device) -> None:
     """Threads, seeds and the determinism switch, before the model is built."""
     if cfg["threads"]:

@@ -27,7 +27,7 @@ DATA_DEFAULTS: dict[str, Any] = {
     "seed": 0, "data_root": "data", "data_mirrors": ["../shared/data"], "offline": False, "cache_dir": None,
     "val_size": 5000, "subset_per_class": None, "test_subset_per_class": None, "image_size": None,
     "augment_crop_padding": None, "augment_hflip": None, "num_workers": 8, "batch_size": 128,
-    "eval_batch_size": 1000, "channels_last": True,
+    "eval_batch_size": 1000, "channels_last": "auto",
 }
 
 

@@ -24,6 +24,7 @@ from torchvision.datasets.folder import default_loader
 from asge.data.catalog import DataError, DatasetInfo
 from asge.data.device_loader import AUGMENT, _normaliser, derive_seed, epoch_shard
 from asge.data.sources import cache_dir, extract_tarball, search_roots
+from asge.runtime import switch_on
 
 if TYPE_CHECKING:
     from asge.data import DataBundle
@@ -166,7 +167,7 @@ def build_imagenet(cfg: Mapping, info: DatasetInfo, device: torch.device, rank: 
         return FileDataset([folder.samples[i] for i in idx.tolist()], tf)
 
     workers = cfg["num_workers"]
-    channels_last = bool(cfg["channels_last"]) and device.type == "cuda"
+    channels_last = switch_on(cfg, "channels_last", device)  # auto: on for CUDA only
     train_ds = subset(train_set, train_idx, train_tf)
     sampler = EpochSampler(len(train_ds), cfg["seed"], rank, world_size)
     common = dict(info=info, device=device, channels_last=channels_last)

@@ -1,0 +1,366 @@
+"""GPU acceptance check: one command, at most 10 minutes on one GPU, numbers instead of stack traces.
+
+    python -m asge.gpucheck --out results/gpucheck          # one CUDA GPU (refuses to run on a CPU)
+    make gpu-check                                           # the same, into results/gpucheck
+    python -m asge.gpucheck --out /tmp/gc --allow-cpu        # the same phases at tiny sizes on a CPU
+
+Phases; each runs in its own process under its own time box, so a hung compile or a CUDA
+error ends that phase only and the others still report:
+
+  env            GPU, driver, torch, CUDA, cuDNN, CPU
+  bench          asge.bench at full-width VGG8, 32x32, batch 256, every method (eager): train and
+                 eval img/s, peak CUDA memory, saved activations, ratios to BP
+  bench_compile  the same with compile=true; the first step (the compile) is reported apart
+  data           finds CIFAR-10 (data_mirrors, e.g. ../shared/data) and builds its decoded cache
+  train_asge     ASGE with the paper recipe (config/presets/paper.yaml overrides on top of
+  train_bp       config/runs/<method>/cifar10.yaml), for as many epochs as fit the box; prints
+                 img/s and validation accuracy per epoch
+
+Writes DIR/summary.md and DIR/summary.json (and DIR/<phase>.json, DIR/<phase>.log, the runs
+under DIR/runs/); exits 1 if any phase failed or ran out of time, 2 on a CPU without --allow-cpu.
+--allow-cpu: tiny widths and batches, a CPU-friendly compile backend (dynamo tracing, no code
+generation) for BP and ASGE only, two training epochs at most; meant for the tests, so that this
+script cannot rot (the engine's compile tests cover every method with inductor on a CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PHASES = ("env", "bench", "bench_compile", "data", "train_asge", "train_bp")
+# seconds per phase, process start included; the sum stays under the 10-minute promise
+GPU_BOX = {"env": 30, "bench": 90, "bench_compile": 200, "data": 90, "train_asge": 80, "train_bp": 80}
+# --allow-cpu is a smoke test, not a measurement: wide boxes, because a shared CPU can be slow
+# (an idle 2-core machine needs 5-25 s per phase, mostly importing torch)
+CPU_BOX = {name: 240 for name in PHASES}
+GPU_SIZES = {"width": 1.0, "batch": 256, "size": 32, "warmup": 3, "repeats": 10, "compile_backend": "inductor"}
+CPU_SIZES = {"width": 0.0625, "batch": 8, "size": 16, "warmup": 1, "repeats": 2, "compile_backend": "eager"}
+CPU_TRAIN = ["channels=[8, 8, 16, 16]", "pool_layers=[2, 4]", "subset_per_class=8", "test_subset_per_class=4",
+             "val_size=20", "batch_size=20", "eval_batch_size=100", "threads=1"]
+GRACE_S = 15  # after a box ends, how long a phase may take to stop before it is killed
+
+
+# --- the phases (run in a child process: python -m asge.gpucheck --phase NAME ...) ----------------
+def phase_env(args: argparse.Namespace) -> dict[str, Any]:
+    """Names and versions of the hardware and the libraries."""
+    import torch
+
+    from asge.runtime import _cpu_name
+
+    env: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda,
+                           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+                           "cpu": _cpu_name(), "python": sys.version.split()[0], "cuda_available": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        env.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1), capability=f"{p.major}.{p.minor}",
+                   gpu_count=torch.cuda.device_count(), bf16=torch.cuda.is_bf16_supported())
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20)
+            env["driver"] = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+        except (OSError, subprocess.TimeoutExpired):
+            env["driver"] = None
+    return env
+
+
+def phase_bench(args: argparse.Namespace, compile_: bool) -> dict[str, Any]:
+    """asge.bench's measurements for every method, eager or compiled."""
+    import torch
+
+    from asge.bench import bench_methods
+    from asge.registry import list_methods
+
+    device = _device(args)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.set_num_threads(1)
+    sizes = CPU_SIZES if args.allow_cpu and device.type == "cpu" else GPU_SIZES
+    ns = argparse.Namespace(classes=10, **sizes)
+    names = ["bp", *[m for m in list_methods() if m != "bp"]]
+    if compile_ and sizes is CPU_SIZES:
+        names = ["bp", "asge"]  # dynamo tracing costs seconds per method on a CPU; the goal's pair
+    specs = [f"{m}:compile=true" if compile_ else m for m in names]
+    rows = bench_methods(specs, ns, device)
+    return {"sizes": sizes, "device": str(device),
+            "rows": {name: rows[spec] for name, spec in zip(names, specs)}}
+
+
+def paper_config(method: str, dataset: str, extra: list[str]) -> dict[str, Any]:
+    """The paper preset's run config: config/runs/<method>/<dataset>.yaml, then the preset's
+    overrides (all -> method -> dataset -> method/dataset), then `extra` key=value items."""
+    import yaml
+
+    from asge.train import resolve
+
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text()) or {}
+    preset = yaml.safe_load((REPO / "config" / "presets" / "paper.yaml").read_text()) or {}
+    over = preset.get("overrides") or {}
+    layers = [over.get("all") or {}, (over.get("method") or {}).get(method) or {},
+              (over.get("dataset") or {}).get(dataset) or {},
+              (over.get("method_dataset") or {}).get(f"{method}/{dataset}") or {}]
+    items = [f"{k}={json.dumps(base[k])}" for k in ("data_root", "data_mirrors", "offline") if k in base]
+    items += [f"{k}={json.dumps(v)}" for layer in layers for k, v in layer.items()]
+    return resolve(method, dataset, overrides=[*items, *extra])
+
+
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    tiny = CPU_TRAIN if args.allow_cpu and _device(args).type == "cpu" else []
+    return [*tiny, f"device={_device(args)}", *args.set]
+
+
+def phase_data(args: argparse.Namespace) -> dict[str, Any]:
+    """Find the data set and build its decoded cache, so that training phases time training."""
+    import torch
+
+    from asge.data import build_data
+
+    cfg = paper_config("asge", args.dataset, _train_overrides(args))
+    t0 = time.perf_counter()
+    data = build_data(cfg, torch.device("cpu"))
+    return {"dataset": args.dataset, "seconds": time.perf_counter() - t0, "train": data.train.num_samples,
+            "val": data.val.num_samples, "test": data.test.num_samples}
+
+
+def phase_train(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """Train `method` with the paper recipe until the next epoch would overrun the deadline."""
+    import logging
+
+    from asge.engine import Trainer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    cfg = paper_config(method, args.dataset, _train_overrides(args))
+    out = Path(args.out) / "runs" / f"{method}-{args.dataset}"
+    deadline, max_epochs = args.deadline, args.max_epochs
+
+    class TimeUp(BaseException):
+        """Stop before the next epoch (a BaseException, which the engine re-raises as it is)."""
+
+    class Boxed(Trainer):
+        def _epoch(self, epoch: int) -> None:
+            done = len({r["epoch"] for r in self.history})
+            if done and done >= max_epochs:
+                raise TimeUp("--max-epochs")
+            if done and time.time() + self.epoch_wall * 1.15 > deadline:
+                raise TimeUp("time box")
+            t0 = time.time()
+            super()._epoch(epoch)
+            self.epoch_wall = time.time() - t0  # training and validation
+            r = [r for r in self.history if r["epoch"] == epoch + 1]
+            print(f"{method} epoch {epoch + 1}: {r[0]['images_per_s']:,.0f} img/s, val acc "
+                  f"{max(x['val_acc'] for x in r) * 100:.2f} % (best readout), {r[-1]['val_acc'] * 100:.2f} % "
+                  f"({r[-1]['readout']}), {self.epoch_wall:.1f} s", flush=True)
+
+    if (out / "checkpoint.pt").exists():
+        (out / "checkpoint.pt").unlink()  # a fresh run each time: numbers from this machine only
+    trainer = Boxed(cfg, out)
+    trainer.epoch_wall = 0.0
+    try:
+        trainer.run()
+        stopped = "finished"
+    except TimeUp as e:
+        stopped = str(e)
+    epochs = []
+    for e in sorted({r["epoch"] for r in trainer.history}):
+        rows = [r for r in trainer.history if r["epoch"] == e]
+        epochs.append({"epoch": e, "images_per_s": rows[0]["images_per_s"], "epoch_time_s": rows[0]["epoch_time_s"],
+                       "val_acc_best_readout": max(r["val_acc"] for r in rows), "val_acc_last": rows[-1]["val_acc"],
+                       "peak_memory_mib": rows[0]["peak_memory_bytes"] / 2**20})
+    if not epochs:
+        raise RuntimeError(f"not one epoch of {method} fitted in the time box")
+    return {"method": method, "dataset": args.dataset, "recipe_epochs": cfg["epochs"], "batch_size": cfg["batch_size"],
+            "amp": cfg["amp"], "channels_last": cfg["channels_last"], "stopped": stopped, "epochs": epochs}
+
+
+def _device(args: argparse.Namespace):
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_phase(args: argparse.Namespace) -> int:
+    """Child side: run one phase and write its result to --json."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    name = args.phase
+    if name == "env":
+        result = phase_env(args)
+    elif name in ("bench", "bench_compile"):
+        result = phase_bench(args, compile_=name == "bench_compile")
+    elif name == "data":
+        result = phase_data(args)
+    else:
+        result = phase_train(args, name.removeprefix("train_"))
+    Path(args.json).write_text(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+# --- the parent: time boxes, console, summary --------------------------------------------------
+def _stream(proc: subprocess.Popen, log_path: Path) -> threading.Thread:
+    """Copy the child's output to the console and its log file, line by line."""
+    def pump() -> None:
+        with log_path.open("w") as log:
+            for line in proc.stdout:
+                sys.stdout.write(f"  | {line}")
+                sys.stdout.flush()
+                log.write(line)
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    return t
+
+
+def launch(name: str, box: float, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Run one phase in a child process, killed if it outlives its box (+ grace)."""
+    result_path = out / f"{name}.json"
+    result_path.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "asge.gpucheck", "--phase", name, "--json", str(result_path), "--out", str(out),
+           "--dataset", args.dataset, "--deadline", str(time.time() + box), "--max-epochs", str(args.max_epochs)]
+    cmd += ["--allow-cpu"] if args.allow_cpu else []
+    cmd += [x for s in args.set for x in ("--set", s)]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    pump = _stream(proc, out / f"{name}.log")
+    try:
+        rc = proc.wait(timeout=box + GRACE_S)
+        status = "ok" if rc == 0 and result_path.exists() else "failed"
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        rc, status = None, "timed out"
+    pump.join(timeout=5)
+    rec: dict[str, Any] = {"status": status, "seconds": round(time.time() - t0, 1), "box_s": box, "returncode": rc}
+    if status == "ok":
+        rec["result"] = json.loads(result_path.read_text())
+    else:
+        lines = (out / f"{name}.log").read_text(errors="replace").strip().splitlines()
+        rec["error"] = lines[-1] if lines and status == "failed" else f"no result within {box + GRACE_S:.0f} s"
+    return rec
+
+
+def _f(v: Any, fmt: str = ",.0f") -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+
+def summary_markdown(s: dict[str, Any]) -> str:
+    """The human-readable summary: environment, bench table, training per epoch, verdict."""
+    ph = s["phases"]
+    env = ph.get("env", {}).get("result", {})
+    lines = [f"# GPU check ({'CPU, --allow-cpu, tiny sizes' if s['cpu_mode'] else 'GPU'}), {s['date']}", "",
+             f"Total {s['seconds']:.0f} s. " + ", ".join(f"{k}: {v['status']} ({v['seconds']:.0f}/{v['box_s']:.0f} s)"
+                                                       for k, v in ph.items()), "",
+             "| GPU | driver | torch | CUDA | cuDNN | CPU |", "|---|---|---|---|---|---|",
+             f"| {env.get('gpu', '–')} | {env.get('driver') or '–'} | {env.get('torch', '–')} | {env.get('cuda') or '–'} "
+             f"| {env.get('cudnn') or '–'} | {env.get('cpu', '–')} |", ""]
+    eager, comp = (ph.get(k, {}).get("result", {}) for k in ("bench", "bench_compile"))
+    if eager or comp:
+        sz = (eager or comp)["sizes"]
+        lines += [f"Bench: VGG8 width {sz['width']}, {sz['size']}x{sz['size']}, batch {sz['batch']}, median of "
+                  f"{sz['repeats']} repeats after {sz['warmup']} warm-up steps; compile backend {sz['compile_backend']}.",
+                  "", "| method | train img/s | ×BP | eval img/s | ×BP | peak CUDA MiB | saved act. peak MiB | "
+                  "compiled train img/s | ×BP | compile (first step) s |", "|---|---|---|---|---|---|---|---|---|---|"]
+        e_rows, c_rows = eager.get("rows", {}), comp.get("rows", {})
+        e_bp, c_bp = e_rows.get("bp", {}), c_rows.get("bp", {})
+
+        def ratio(r: dict, bp: dict, k: str) -> str:
+            return _f(r[k] / bp[k], ".2f") if r.get(k) and bp.get(k) else "–"
+        for m in dict.fromkeys([*e_rows, *c_rows]):
+            e, c = e_rows.get(m, {}), c_rows.get(m, {})
+            lines.append(f"| {m} | {_f(e.get('train_img_s'))} | {ratio(e, e_bp, 'train_img_s')} | "
+                         f"{_f(e.get('eval_img_s'))} | {ratio(e, e_bp, 'eval_img_s')} | {_f(e.get('peak_cuda_mib'))} | "
+                         f"{_f(e.get('saved_peak_mib'), '.1f')} | {_f(c.get('train_img_s'))} | "
+                         f"{ratio(c, c_bp, 'train_img_s')} | {_f(c.get('first_step_s'), '.1f')} |")
+        lines.append("")
+    for m in ("asge", "bp"):
+        r = ph.get(f"train_{m}", {}).get("result")
+        if not r:
+            continue
+        lines += [f"Training {m} on {r['dataset']}, paper recipe (batch {r['batch_size']}, schedule for "
+                  f"{r['recipe_epochs']} epochs, amp {r['amp']}, channels_last {r['channels_last']}); stopped: "
+                  f"{r['stopped']}.", "", "| epoch | img/s | epoch s | val acc best readout % | val acc last % |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {e['epoch']} | {_f(e['images_per_s'])} | {_f(e['epoch_time_s'], '.1f')} | "
+                  f"{e['val_acc_best_readout'] * 100:.2f} | {e['val_acc_last'] * 100:.2f} |" for e in r["epochs"]]
+        lines.append("")
+    lines += [f"Goal (docs/benchmarks.md): {s['goal']}", ""]
+    failed = {k: v for k, v in ph.items() if v["status"] != "ok"}
+    why = [f"{k} ({v['status']}: {v.get('error', '')})" for k, v in failed.items()]
+    lines += [f"Failed phases: {', '.join(why)}" if failed else "All phases passed."]
+    return "\n".join(lines) + "\n"
+
+
+def goal_verdict(phases: dict[str, Any], cpu_mode: bool) -> str:
+    """ASGE >= 30k img/s and <= 1.0x BP's step time (best of eager and compiled), on a GPU."""
+    best = {}
+    for k in ("bench", "bench_compile"):
+        for m, r in phases.get(k, {}).get("result", {}).get("rows", {}).items():
+            best[m] = max(best.get(m, 0.0), r.get("train_img_s") or 0.0)
+    if "asge" not in best or "bp" not in best:
+        return "not measured"
+    text = (f"ASGE {best['asge']:,.0f} img/s (target >= 30,000), step time {best['bp'] / best['asge']:.2f}x BP's "
+            f"(target <= 1.0)")
+    if cpu_mode:
+        return text + "; informational only on a CPU"
+    met = best["asge"] >= 30_000 and best["bp"] / best["asge"] <= 1.0
+    return text + ("; met" if met else "; NOT met")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parent: refuse on a CPU unless --allow-cpu, run every phase in its box, write the summaries."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="folder for summary.md, summary.json, logs and runs")
+    ap.add_argument("--allow-cpu", action="store_true", help="run the phases at tiny sizes on a CPU")
+    ap.add_argument("--dataset", default="cifar10", help="data set of the data and training phases")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra override for the data and training phases (repeatable)")
+    ap.add_argument("--max-epochs", type=int, default=None, help="most epochs per training phase (default: the box decides; "
+                    "2 with --allow-cpu)")
+    ap.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)
+    ap.add_argument("--phase", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--json", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--deadline", type=float, default=math.inf, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.max_epochs is None:
+        args.max_epochs = 2 if args.allow_cpu else 10**6
+    if args.phase:
+        return run_phase(args)
+
+    import torch
+
+    cpu_mode = not torch.cuda.is_available()
+    if cpu_mode and not args.allow_cpu:
+        print("asge.gpucheck: no CUDA GPU is visible (torch.cuda.is_available() is False); this check measures a GPU. "
+              "Run it on a GPU machine, or pass --allow-cpu to run the same phases at tiny sizes on this CPU "
+              "(a smoke test of the script, not a measurement).", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    args.out = str(out)
+    boxes = CPU_BOX if cpu_mode else GPU_BOX
+    t0 = time.time()
+    phases: dict[str, Any] = {}
+    for name in args.phases:
+        print(f"== {name} (time box {boxes[name]} s)", flush=True)
+        phases[name] = launch(name, boxes[name], args, out)
+        rec = phases[name]
+        print(f"== {name}: {rec['status']} in {rec['seconds']:.0f} s" + (f" ({rec['error']})" if "error" in rec else ""),
+              flush=True)
+    summary = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t0)), "cpu_mode": cpu_mode,
+               "seconds": round(time.time() - t0, 1), "phases": phases, "goal": goal_verdict(phases, cpu_mode)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    text = summary_markdown(summary)
+    (out / "summary.md").write_text(text)
+    print(text)
+    return 0 if all(p["status"] == "ok" for p in phases.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
