@@ -108,7 +108,8 @@ def paper_config(method: str, dataset: str, extra: list[str]) -> dict[str, Any]:
     layers = [over.get("all") or {}, (over.get("method") or {}).get(method) or {},
               (over.get("dataset") or {}).get(dataset) or {},
               (over.get("method_dataset") or {}).get(f"{method}/{dataset}") or {}]
-    items = [f"{k}={json.dumps(base[k])}" for k in ("data_root", "data_mirrors", "offline") if k in base]
+    # never download here: a GPU node may have no network, and a stalled download would eat the box
+    items = [f"{k}={json.dumps(base[k])}" for k in ("data_root", "data_mirrors") if k in base] + ["offline=true"]
     items += [f"{k}={json.dumps(v)}" for layer in layers for k, v in layer.items()]
     return resolve(method, dataset, overrides=[*items, *extra])
 
@@ -209,9 +210,10 @@ def _stream(proc: subprocess.Popen, log_path: Path) -> threading.Thread:
     def pump() -> None:
         with log_path.open("w") as log:
             for line in proc.stdout:
+                log.write(line)
+                log.flush()  # the parent reads the log for the error line as soon as the child ends
                 sys.stdout.write(f"  | {line}")
                 sys.stdout.flush()
-                log.write(line)
     t = threading.Thread(target=pump, daemon=True)
     t.start()
     return t
@@ -236,13 +238,17 @@ def launch(name: str, box: float, args: argparse.Namespace, out: Path) -> dict[s
         proc.kill()
         proc.wait()
         rc, status = None, "timed out"
-    pump.join(timeout=5)
+    # the pipe closes when the child and anything it spawned (compile workers) are gone
+    pump.join(timeout=30)
     rec: dict[str, Any] = {"status": status, "seconds": round(time.time() - t0, 1), "box_s": box, "returncode": rc}
     if status == "ok":
         rec["result"] = json.loads(result_path.read_text())
     else:
         lines = (out / f"{name}.log").read_text(errors="replace").strip().splitlines()
-        rec["error"] = lines[-1] if lines and status == "failed" else f"no result within {box + GRACE_S:.0f} s"
+        if status == "timed out":
+            rec["error"] = f"no result within {box + GRACE_S:.0f} s"
+        else:
+            rec["error"] = lines[-1] if lines else f"exit status {rc}, no output"
     return rec
 
 

@@ -196,7 +196,8 @@ def test_gpucheck_allow_cpu_end_to_end(tmp_path):
     rc = gpucheck.main(["--out", str(out), "--allow-cpu", "--dataset", "mnist", "--set", f"data_root={root}",
                         "--set", "data_mirrors=[]", "--set", "offline=true"])
     summary = json.loads((out / "summary.json").read_text())
-    assert rc == 0, {k: v.get("error") for k, v in summary["phases"].items()}
+    assert rc == 0, {k: (v["status"], v.get("returncode"), v.get("error"), (out / f"{k}.log").read_text()[-2000:])
+                     for k, v in summary["phases"].items() if v["status"] != "ok"}
     assert list(summary["phases"]) == list(gpucheck.PHASES)
     assert all(p["status"] == "ok" and p["seconds"] <= p["box_s"] + gpucheck.GRACE_S for p in summary["phases"].values())
     ph = summary["phases"]
