@@ -22,7 +22,7 @@ from asge import distributed
 from asge.atomic import save_torch, write_json, write_text
 from asge.checkpoint import load_checkpoint, save_checkpoint
 from asge.config import config_hash
-from asge.evaluate import inference_memory, readout_accuracy, strategy_accuracy
+from asge.evaluate import inference_memory, strategy_accuracy, validation_stats
 from asge.method import Method
 from asge.progress import EpochProgress
 from asge.registry import create_method
@@ -242,14 +242,16 @@ class Trainer:
     def _epoch(self, epoch: int) -> None:
         tr = self._train_epoch(epoch)
         self.method.eval()
-        val = readout_accuracy(self.method, self.data.val, self.amp).tolist()
+        val_acc, val_extra = validation_stats(self.method, self.data.val, self.amp)
+        val = val_acc.tolist()
         lr = self.opt.param_groups[0]["lr"]
         ips = tr["n"] / tr["time"]
         rows = []
         for j, name in enumerate(self.method.readout_names):
-            row = {"epoch": epoch + 1, "readout": name, "train_loss": tr["loss"][j], "train_acc": tr["correct"][j],
-                   "val_acc": val[j]}
+            row = {"epoch": epoch + 1, "readout": name, "train_loss": tr["loss"][j],
+                   self.method.train_acc_name: tr["correct"][j], "val_acc": val[j]}
             row.update({k: tr[k][j] for k in tr if k not in ("time", "n", "peak", "loss", "correct", "compile_time")})
+            row.update({f"val_{k}": v[j].item() for k, v in val_extra.items()})
             row.update({"epoch_time_s": tr["time"], "images_per_s": ips, "lr": lr, "peak_memory_bytes": tr["peak"]})
             if tr["compile_time"] is not None:  # compile runs only: time spent compiling, not in epoch_time_s
                 row["compile_time_s"] = tr["compile_time"]

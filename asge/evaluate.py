@@ -14,14 +14,25 @@ from asge.method import Method
 @torch.no_grad()
 def readout_accuracy(method: Method, loader: Iterable, amp: AbstractContextManager) -> torch.Tensor:
     """[L] accuracy of every readout (layer or head) over `loader`."""
-    correct, n = None, 0
+    return validation_stats(method, loader, amp)[0]
+
+
+@torch.no_grad()
+def validation_stats(method: Method, loader: Iterable,
+                     amp: AbstractContextManager) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """[L] accuracy of every readout over `loader`, and the method's own [L] rates
+    (`Method.eval_counts`, e.g. FF's positive/negative accuracy) in the same pass."""
+    correct, n, extra = None, 0, {}
     for x, y in loader:
         with amp:
             scores = method.layer_scores(x)
+            counts = method.eval_counts(x, y)
         c = torch.stack([(s.argmax(1) == y).sum() for s in scores])
         correct = c if correct is None else correct + c
+        for k, v in counts.items():
+            extra[k] = v.double() + extra[k] if k in extra else v.double()
         n += y.numel()
-    return (correct.double() / n).cpu()
+    return (correct.double() / n).cpu(), {k: (v / n).cpu() for k, v in extra.items()}
 
 
 @torch.no_grad()

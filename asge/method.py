@@ -43,6 +43,9 @@ class Method(nn.Module):
     layer_local: bool = False
     #: prediction strategies this method supports; the first is its headline number
     strategies: tuple[str, ...] = ("last",)
+    #: history column of the per-readout training accuracy (FF: its positive/negative
+    #: separation rate, chance 50 %, is not a class accuracy and is named apart)
+    train_acc_name: str = "train_acc"
 
     def __init__(self, cfg: Mapping[str, Any], info: Any) -> None:
         super().__init__()
@@ -71,6 +74,11 @@ class Method(nn.Module):
         raise NotImplementedError
 
     # --- evaluation ----------------------------------------------------------------
+    def eval_counts(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Method-specific [L] counts on a validation batch, logged per epoch as `val_<name>`
+        rates (divided by the number of images); default none."""
+        return {}
+
     def layer_scores(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
         """Per-readout class scores [B, N] (argmax = that readout's prediction); with `upto`,
         only the first `upto` readouts are computed (inference of a truncated network)."""

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asge.backbone import BACKBONE_KEYS, build_blocks, check_backbone, layer_channels
-from asge.config import Key
+from asge.config import ConfigError, Key
 from asge.method import Method, StepStats
 from asge.registry import register_method
 
@@ -65,3 +65,45 @@ class Backprop(Method):
 
     def inference_params(self, strategy: str, best: int) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+BPVGG_KEYS: dict[str, Key] = {
+    "channels": Key([128, 128, 256, 256, 512, 512, 512, 512], (list,), "output channels of each conv layer (VGG8)"),
+    "kernel_size": Key(3, (int,), "conv kernel size (stride 1, 'same' padding)",
+                       check=lambda v: v >= 1 and v % 2 == 1, allowed="a positive odd integer"),
+    "pool_layers": Key([2, 4, 6, 8], (list,), "1-based indices of the layers that end with 2x2 max pooling"),
+    "width": Key(1.0, (float,), "multiplier on every entry of `channels`", check=lambda v: v > 0, allowed="> 0"),
+}
+
+
+@register_method("bpvgg")
+class ConventionalVGG(Backprop):
+    """BP on a conventional VGG: conv -> BatchNorm -> ReLU -> max-pool, GAP + linear head.
+
+    The second BP row: the "same block" BP (`bp`) isolates the learning rule, this one is the
+    kind of net the BP figures of the literature come from (Nøkland & Eidnes 2019's VGG8 family),
+    trained with SGD and real weight decay in its run files.
+    """
+
+    keys = BPVGG_KEYS
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        check_backbone(cfg)
+
+    def __init__(self, cfg: Mapping[str, Any], info: Any) -> None:
+        Method.__init__(self, cfg, info)
+        chans, pools = layer_channels(cfg), set(cfg["pool_layers"])
+        blocks, c_in, hw = nn.ModuleList(), info.in_channels, info.image_size
+        for i, c in enumerate(chans, start=1):
+            layers: list[nn.Module] = [nn.Conv2d(c_in, c, cfg["kernel_size"], padding=cfg["kernel_size"] // 2, bias=False),
+                                       nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            if i in pools:
+                if hw < 2:
+                    raise ConfigError(f"config key 'pool_layers': layer {i} pools a {hw}x{hw} map; remove it")
+                layers.append(nn.MaxPool2d(2))
+                hw //= 2
+            blocks.append(nn.Sequential(*layers))
+            c_in = c
+        self.blocks = blocks
+        self.head = nn.Linear(c_in, info.num_classes)

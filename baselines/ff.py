@@ -1,57 +1,43 @@
-"""Forward-Forward (Hinton 2022) adapted to CNNs, on the shared VGG-style backbone.
+"""Forward-Forward (Hinton 2022) for CNNs, as in the FF-CNN literature, on the shared backbone.
 
-Per layer: the input is normalised by its length over (C, H, W), so only its direction passes
-on; then conv 3x3 -> ReLU -> optional pooling (max by default). The shared backbone's `norm`
-(which sits at the start of every block but the first) is "none" by default for FF: the length
-normalisation is FF's own "layer normalisation". Choices this module makes, each documented
-here and in BASELINES.md:
+The design follows Scodellaro et al., "Training convolutional neural networks with the
+Forward-Forward algorithm" (Sci. Rep. 2025; 99.16 % on MNIST); every choice that it leaves
+open is a key below, with its default and source in docs/baselines.md.
 
-- Length normalisation divides by the root-mean-square over (C, H, W), i.e. by the length
-  divided by sqrt(C*H*W). The direction is the same as with the plain length; the constant
-  factor keeps the activations at unit scale, so that the goodness threshold theta = 2 for
-  *mean* goodness is reachable without huge weights. Every layer's input is normalised,
-  the first one included (image and label planes together).
-- Label injection: N extra constant input planes (plane n is 1 everywhere when the label is n,
-  else 0) are concatenated to the image, so the first conv has in_channels + N inputs. For a
-  conv the planes act as a label-dependent bias per output channel (except at the zero-padded
-  border). Variant `label_layers: all` concatenates the planes to every block's input (before
-  its length normalisation), so every layer sees the label directly, not only through the
-  previous layer's output; it did not help on MNIST (same setting as below, s = 1: last layer
-  46.8 vs 44.0 %, fusion 44.9 vs 49.0 %), so the default is `first`, FF's own scheme.
-- FF needs many optimiser steps: with the default settings it is at chance for the first
-  few hundred steps (e.g. 2-4 epochs of 3000-10000 images at batch 128) and only then starts to
-  separate; short smoke runs say nothing about its final accuracy.
-- Positives carry the true label; negatives the same image with a wrong label drawn uniformly
-  from the N - 1 others, (y + U{1..N-1}) mod N, so a negative never carries the true label.
-- Goodness of a layer: mean of squared activations over (C, H, W) of the block's output
-  after its pooling step. Layer loss, averaged over the batch:
-  softplus(s (theta - G_pos)) + softplus(s (G_neg - theta)), with the slope s = `goodness_scale`
-  (default 10). s = 1 is the loss written with mean goodness; FF's original loss uses the *sum*
-  of squares over the units, i.e. a slope of (number of units) on the mean scale, so with mean
-  goodness the logits are tiny (a whole-map goodness gap of 0.05 moves the loss by ~1 %), every
-  sample sits in the near-linear part of the softplus and the layer learns slowly. Measured on
-  MNIST (300 images/class, channels [32, 64, 128], pooling after every layer, batch 16, lr 2e-3,
-  10 epochs, 1000 validation images, one seed): fusion 49.0 / 55.4 / 57.1 % and last layer
-  44.0 / 55.6 / 56.8 % for s = 1 / 4 / 10. The threshold theta is unchanged; s only sharpens the
-  softplus around it. Positives and negatives run as one batch
-  of 2B; each layer's input is detached and each layer calls backward right after its
-  forward (the graph of a layer is freed before the next one runs).
-- Training statistics per layer: the fraction of positives with G > theta and of negatives
-  with G < theta (extra "pos_acc" and "neg_acc": the data of the ASGE paper's Fig. 1), and
-  as "train_acc" their mean.
-- Prediction: the network is run once per candidate label; the N label trials of a batch run
-  as one batch of B*N (chunked by images to at most `trial_batch` rows, never a Python loop
-  over labels). Every layer yields goodness for every label, [B, N]; strategies: "fusion"
-  (sum of the raw goodness over layers fusion_from..L, FF's own rule with fusion_from = 2),
-  "last" and "best" (validation-selected layer; the later layers are dropped).
-- ImageNet: the N label passes make inference (and every epoch's validation) cost N forward
-  passes per image; at N = 1000 that is impractical, so `check_config` refuses the imagenet
-  data set with a ConfigError and the results table shows FF on ImageNet as "not run"
-  (BASELINES.md allows either a one-pass readout or "not run"; a one-pass readout would no
-  longer be FF's prediction rule, so we do not invent one).
+- Labels are *spatially extended* (`label_encoding`): a fixed pattern per class, unit RMS, is
+  superimposed on the whole image, so every receptive field sees the label. `fourier` (the
+  default, Scodellaro's Fourier labels): a cosine grating whose orientation and frequency
+  identify the class; `random`: a seeded +-1 pattern per class; `planes`: the old constant
+  one-hot planes beside the image, kept only as a measured negative result (they act as a
+  per-channel bias and FF does not learn with them; docs/baselines.md).
+  `label_layers: all` also gives every later block the label, as one extra input channel that
+  holds the class pattern at that block's resolution, after the normalisation.
+- Normalisation between layers: each block's input is divided by its RMS over (C, H, W), so
+  only the direction, not the goodness, passes on (FF's "layer normalisation"; the RMS rather
+  than the length keeps unit scale, so theta = 2 for mean goodness is reachable).
+- Goodness: mean of squares over (C, H, W) of the block output. Per-layer logistic loss
+  (binary cross-entropy on the logit s (G - theta)): softplus(s (theta - G_pos)) +
+  softplus(s (G_neg - theta)), slope s = `goodness_scale` (10: mean goodness is tiny next to
+  FF's sum of squares). Convs start from He (Kaiming) normal weights, so the initial goodness
+  is ~1 and both terms get a gradient from the first step (`init`).
+- Negatives: the same image with a wrong label, uniform over the N - 1 others (`random`), or
+  drawn in proportion to the net's own goodness for the wrong labels (`hard`, Hinton's
+  choice; one extra N-label pass without gradient per step).
+- Layers train simultaneously on detached inputs (one optimiser step per batch); each layer
+  calls backward right after its forward.
+- Logged per layer and epoch: the positive and negative accuracy (G > theta on positives,
+  G < theta on negatives) on the training batches (`train_pos_acc`, `train_neg_acc`, and
+  their mean `train_posneg_acc`, chance 50 %) and on the validation set (`val_pos_acc`,
+  `val_neg_acc`, negatives with a seeded wrong label): the data of the ASGE paper's Fig. 1.
+- Prediction: the net runs once per candidate label (B*N image-label pairs in chunks of at
+  most `trial_batch` rows, no loop over labels); "fusion" sums the goodness of layers
+  `fusion_from`..L (FF's rule), "last" and "best" use one layer.
+- ImageNet is refused (N = 1000 label passes per image at every evaluation); the results
+  table shows "not run".
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import torch
@@ -64,18 +50,27 @@ from asge.registry import register_method
 
 FF_KEYS: dict[str, Key] = {
     **BACKBONE_KEYS,
-    # FF's own block: max pooling and no backbone norm (each block's input length
+    # FF's own block: max pooling and no backbone norm (each block's input RMS
     # normalisation is FF's "layer normalisation")
     "pooling": Key("max", (str,), "pooling operator in the pooling layers", choices=("rms", "avg", "max")),
-    "norm": Key("none", (str,), "normalisation between blocks (FF: none; every block input is length-normalised)",
+    "norm": Key("none", (str,), "normalisation between blocks (FF: none; every block input is RMS-normalised)",
                 choices=("layernorm", "channel", "none")),
     "theta": Key(2.0, (float,), "goodness threshold theta (for mean goodness)", check=lambda v: v > 0, allowed="> 0"),
     "goodness_scale": Key(10.0, (float,), "slope s of the layer loss: softplus(s (theta - G_pos)) + softplus(s (G_neg - theta))",
                           check=lambda v: v > 0, allowed="> 0"),
     "fusion_from": Key(2, (int,), "first layer (1-based) whose goodness the fusion prediction sums",
                        check=lambda v: v >= 1, allowed=">= 1"),
-    "label_layers": Key("first", (str,), "which blocks get the label planes: the first only, or every block's input",
-                        choices=("first", "all")),
+    "label_encoding": Key("random", (str,), "class pattern superimposed on the image (fourier, random) or "
+                          "constant one-hot planes beside it (planes; does not learn, kept as a measured variant)",
+                          choices=("fourier", "random", "planes")),
+    "label_amplitude": Key(1.0, (float,), "RMS of the class pattern relative to the normalised image",
+                           check=lambda v: v > 0, allowed="> 0"),
+    "label_layers": Key("all", (str,), "which blocks get the label: the input only, or every block (one extra "
+                        "pattern channel after the normalisation)", choices=("first", "all")),
+    "negatives": Key("random", (str,), "wrong label of a negative: uniform, or in proportion to the goodness "
+                     "the net gives it (hard; one extra N-label pass per step)", choices=("random", "hard")),
+    "init": Key("kaiming", (str,), "conv weight init: He normal (initial goodness ~1) or torch's default (~0.2)",
+                choices=("kaiming", "torch")),
     "trial_batch": Key(4096, (int,), "most image-label pairs per forward pass at prediction (chunks of B*N)",
                        check=lambda v: v >= 1, allowed=">= 1"),
 }
@@ -87,10 +82,39 @@ def label_planes(labels: torch.Tensor, num_classes: int, height: int, width: int
     return F.one_hot(labels, num_classes).to(dtype)[:, :, None, None].expand(-1, -1, height, width)
 
 
+def label_patterns(kind: str, num_classes: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """[N, H, W] one fixed pattern per class, each of unit RMS over the whole map.
+
+    fourier: cos(2 pi f (u cos a + v sin a) + phase) with u, v in image widths; classes take
+    the orientations a and frequencies f of a grid (ceil(sqrt N) orientations), with f from
+    1 cycle per map up to a period of 3 pixels, so no pattern aliases. random: seeded +-1.
+    """
+    if kind == "random":
+        g = torch.Generator().manual_seed(1_000_003 * seed + 7919 * height + width)
+        return torch.randint(0, 2, (num_classes, height, width), generator=g).float() * 2 - 1
+    n_orient = max(1, math.ceil(math.sqrt(num_classes)))
+    n_freq = math.ceil(num_classes / n_orient)
+    f_max = max(1.0, min(height, width) / 3)
+    v, u = torch.meshgrid(torch.arange(height) / height, torch.arange(width) / width, indexing="ij")
+    out = []
+    for c in range(num_classes):
+        a = math.pi * (c % n_orient) / n_orient
+        f = 1.0 + (f_max - 1.0) * (c // n_orient) / max(1, n_freq - 1)
+        p = torch.cos(2 * math.pi * f * (u * math.cos(a) + v * math.sin(a)) + math.pi / 4)
+        out.append(p / p.square().mean().sqrt().clamp_min(1e-6))
+    return torch.stack(out)
+
+
 def wrong_labels(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """A label drawn uniformly from the N - 1 labels other than y (never y itself)."""
     shift = torch.randint(1, num_classes, y.shape, device=y.device)
     return (y + shift) % num_classes
+
+
+def hard_wrong_labels(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A wrong label drawn with probability softmax(goodness) over the N - 1 wrong labels."""
+    logits = scores.float().scatter(1, y[:, None], float("-inf"))
+    return torch.multinomial(logits.softmax(1), 1).squeeze(1)
 
 
 def length_normalise(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -106,11 +130,12 @@ def goodness(h: torch.Tensor) -> torch.Tensor:
 
 @register_method("ff")
 class ForwardForward(Method):
-    """Layer-local Forward-Forward with label planes, positives and wrong-label negatives."""
+    """Layer-local Forward-Forward with spatially extended labels and wrong-label negatives."""
 
     keys = FF_KEYS
     layer_local = True
     strategies = ("fusion", "last", "best")
+    train_acc_name = "train_posneg_acc"
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:
@@ -126,52 +151,93 @@ class ForwardForward(Method):
 
     def __init__(self, cfg: Mapping[str, Any], info: Any) -> None:
         super().__init__(cfg, info)
-        self.num_classes = info.num_classes
-        self.blocks, self.sizes = build_blocks(cfg, info.in_channels + info.num_classes, info.image_size)
-        if cfg["label_layers"] == "all":  # every later block also sees the N label planes
+        n, enc = info.num_classes, cfg["label_encoding"]
+        self.num_classes = n
+        self.planes = enc == "planes"
+        extra = n if self.planes else 1  # label channels of a later block (label_layers: all)
+        self.blocks, self.sizes = build_blocks(cfg, info.in_channels + (n if self.planes else 0), info.image_size)
+        if cfg["label_layers"] == "all":
             for blk in self.blocks[1:]:
                 old = blk.conv
-                blk.conv = torch.nn.Conv2d(old.in_channels + info.num_classes, old.out_channels, old.kernel_size,
+                blk.conv = torch.nn.Conv2d(old.in_channels + extra, old.out_channels, old.kernel_size,
                                            padding=old.padding)
+        if cfg["init"] == "kaiming":
+            for blk in self.blocks:
+                torch.nn.init.kaiming_normal_(blk.conv.weight, nonlinearity="relu")
+                torch.nn.init.zeros_(blk.conv.bias)
+        if not self.planes:  # fixed patterns at the input and at every block's input resolution
+            in_sizes = [info.image_size, *self.sizes[:-1]]
+            for i, hw in enumerate(in_sizes):
+                if i == 0 or cfg["label_layers"] == "all":
+                    pat = label_patterns(enc, n, hw, hw, cfg["seed"]) * cfg["label_amplitude"]
+                    self.register_buffer(f"pattern{i}", pat[:, None], persistent=False)
 
     @property
     def readout_names(self) -> list[str]:
         return [f"layer{i}" for i in range(1, len(self.blocks) + 1)]
 
     def with_labels(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The image with its label planes: [B, in_channels + N, H, W]."""
-        planes = label_planes(labels, self.num_classes, x.shape[-2], x.shape[-1], x.dtype)
-        return torch.cat([x, planes], dim=1)
+        """The image with its label: pattern superimposed ([B, C, H, W]) or planes beside it."""
+        if self.planes:
+            planes = label_planes(labels, self.num_classes, x.shape[-2], x.shape[-1], x.dtype)
+            return torch.cat([x, planes], dim=1)
+        return x + self.pattern0[labels].to(x.dtype)
 
     def block_input(self, i: int, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The length-normalised input of block i (0-based), with label planes where configured."""
-        if i > 0 and self.cfg["label_layers"] == "first":
+        """The normalised input of block i (0-based), with the label where configured."""
+        if i == 0:
+            return length_normalise(self.with_labels(h, labels))
+        if self.cfg["label_layers"] == "first":
             return length_normalise(h)
-        return length_normalise(self.with_labels(h, labels))
+        if self.planes:
+            lab = label_planes(labels, self.num_classes, h.shape[-2], h.shape[-1], h.dtype)
+        else:
+            lab = getattr(self, f"pattern{i}")[labels].to(h.dtype)
+        # after the normalisation, so that the label is not diluted by the features' width
+        return torch.cat([length_normalise(h), lab], dim=1)
 
     def _layer(self, i: int, h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(goodness [B], block output) of block i for the previous output (or image) h."""
         _, out = self.blocks[i].parts(self.block_input(i, h, labels))
         return goodness(out), out
 
+    def negative_labels(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The wrong labels of this step's negatives (`negatives` key)."""
+        if self.cfg["negatives"] == "random":
+            return wrong_labels(y, self.num_classes)
+        was = self.training
+        self.eval()
+        scores = torch.stack(self.layer_scores(x)[self.cfg["fusion_from"] - 1:]).sum(0)
+        self.train(was)
+        return hard_wrong_labels(scores, y)
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> StepStats:
         b, theta, k = y.shape[0], self.cfg["theta"], self.cfg["goodness_scale"]
-        neg = wrong_labels(y, self.num_classes)
+        neg = self.negative_labels(x, y)
         h, labels = torch.cat([x, x], dim=0), torch.cat([y, neg], dim=0)
-        losses, correct, pos_ok, neg_ok = [], [], [], []
+        losses, pos_ok, neg_ok = [], [], []
         for i in range(len(self.blocks)):
             g, out = self._layer(i, h.detach(), labels)
             g_pos, g_neg = g[:b], g[b:]
             loss = (F.softplus(k * (theta - g_pos)) + F.softplus(k * (g_neg - theta))).mean()
             loss.backward()  # frees this block's graph before the next block runs
             losses.append(loss.detach())
-            p_ok, n_ok = (g_pos.detach() > theta).sum(), (g_neg.detach() < theta).sum()
-            pos_ok.append(p_ok)
-            neg_ok.append(n_ok)
-            correct.append((p_ok + n_ok).float() / 2)
+            pos_ok.append((g_pos.detach() > theta).sum())
+            neg_ok.append((g_neg.detach() < theta).sum())
             h = out.detach()
-        return StepStats(torch.stack(losses), torch.stack(correct),
-                         {"pos_acc": torch.stack(pos_ok).float(), "neg_acc": torch.stack(neg_ok).float()})
+        pos, negs = torch.stack(pos_ok).float(), torch.stack(neg_ok).float()
+        return StepStats(torch.stack(losses), (pos + negs) / 2, {"train_pos_acc": pos, "train_neg_acc": negs})
+
+    @torch.no_grad()
+    def eval_counts(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per layer: positives with G > theta, and negatives (a wrong label drawn from a
+        generator seeded by the batch, so every epoch sees the same negatives) with G < theta."""
+        g = torch.Generator(device="cpu").manual_seed(int(y[:64].sum()) * 131 + y.numel())
+        shift = torch.randint(1, self.num_classes, y.shape, generator=g).to(y.device)
+        theta = self.cfg["theta"]
+        pos = torch.stack([(gl > theta).sum() for gl in self.label_goodness(x, y)])
+        neg = torch.stack([(gl < theta).sum() for gl in self.label_goodness(x, (y + shift) % self.num_classes)])
+        return {"pos_acc": pos.float(), "neg_acc": neg.float()}
 
     @torch.no_grad()
     def label_goodness(self, x: torch.Tensor, labels: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
@@ -203,9 +269,10 @@ class ForwardForward(Method):
 
     def inference_params(self, strategy: str, best: int) -> int:
         n = self.inference_layers(strategy, best)
-        return sum(p.numel() for blk in self.blocks[:n] for p in blk.parameters())
+        patterns = sum(getattr(self, f"pattern{i}").numel() for i in range(n) if hasattr(self, f"pattern{i}"))
+        return sum(p.numel() for blk in self.blocks[:n] for p in blk.parameters()) + patterns
 
     def extra_state_for_metrics(self) -> dict[str, Any]:
-        return {"label_planes": self.num_classes, "theta": self.cfg["theta"],
+        return {"label_encoding": self.cfg["label_encoding"], "theta": self.cfg["theta"],
                 "goodness_scale": self.cfg["goodness_scale"], "label_layers": self.cfg["label_layers"],
-                "forward_passes_per_prediction": self.num_classes}
+                "negatives": self.cfg["negatives"], "forward_passes_per_prediction": self.num_classes}

@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Mapping
 
+from asge.config import ConfigError
+
 
 class DataError(RuntimeError):
     """Any problem with finding, reading or splitting a data set.
@@ -50,7 +52,19 @@ def dataset_info(name: str, cfg: Mapping | None = None) -> DatasetInfo:
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known data sets: {', '.join(DATASETS)}")
     info = DATASETS[name]
-    size = (cfg or {}).get("image_size")
+    cfg = cfg or {}
+    size = cfg.get("image_size")
     if size is not None and size != info.image_size:
         info = dataclasses.replace(info, image_size=int(size))
+    for key, field in (("input_mean", "mean"), ("input_std", "std")):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 or field == "mean")
+                 for v in value)
+        if len(value) != info.in_channels or not ok:
+            kind = "number(s)" if field == "mean" else "positive number(s)"
+            raise ConfigError(f"config key {key!r}: {value!r} must be {info.in_channels} {kind}, "
+                              f"one per input channel of {name}")
+        info = dataclasses.replace(info, **{field: tuple(float(v) for v in value)})
     return info
