@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -49,6 +50,8 @@ class Key:
             raise ConfigError(
                 f"config key {name!r}: {value!r} has type {type(value).__name__}; expected {_type_names(self.types)}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key {name!r}: {value!r} is not a finite number")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"config key {name!r}: {value!r} is not allowed; choose one of {list(self.choices)}")
         if self.check is not None and not self.check(value):
@@ -88,6 +91,8 @@ COMMON_KEYS: dict[str, Key] = {
     "subset_per_class": Key(None, OPT_INT, "keep k training images per class (smoke runs)", check=positive, allowed="> 0 or null"),
     "test_subset_per_class": Key(None, OPT_INT, "keep k test images per class (smoke runs)", check=positive, allowed="> 0 or null"),
     "image_size": Key(None, OPT_INT, "input resolution (ImageNet; null = the data set's own)", check=positive, allowed="> 0 or null"),
+    "input_mean": Key(None, (list, type(None)), "per-channel mean of the input normalisation (null = the data set's)"),
+    "input_std": Key(None, (list, type(None)), "per-channel std of the input normalisation (null = the data set's)"),
     "augment_crop_padding": Key(None, OPT_INT, "random-crop padding in pixels (0 = off; null = data set default)", check=nonneg, allowed=">= 0"),
     "augment_hflip": Key(None, (bool, type(None)), "random horizontal flip (null = data set default)"),
     "num_workers": Key(8, INT, "DataLoader workers (ImageNet only)", check=nonneg, allowed=">= 0"),
@@ -103,7 +108,9 @@ COMMON_KEYS: dict[str, Key] = {
     "warmup_epochs": Key(1.0, FLOAT, "linear warm-up length in epochs", check=nonneg, allowed=">= 0"),
     "min_lr": Key(0.0, FLOAT, "final learning rate of the cosine schedule", check=nonneg, allowed=">= 0"),
     # execution
-    "device": Key("auto", (str,), "auto (cuda if present), cpu, cuda, cuda:N"),
+    "device": Key("auto", (str,), "auto (cuda if present), cpu, cuda, cuda:N",
+                  check=lambda v: v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()),
+                  allowed="auto, cpu, cuda or cuda:N"),
     "require_gpu": Key(False, (bool,), "refuse to run without CUDA (the workflow's GPU jobs set this)"),
     "amp": Key("auto", (str, bool), "bf16 autocast: auto (on for CUDA, off for CPU), true (CUDA or CPU), false",
                choices=AUTO_SWITCH),
@@ -130,8 +137,14 @@ def load_yaml(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
-    with p.open() as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with p.open() as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {p} is not valid YAML{where}: {getattr(e, 'problem', None) or e}; "
+                          f"fix the file (key: value per line)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of key: value, not {type(data).__name__}")
     return data
@@ -142,7 +155,11 @@ def parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key=value")
     key, raw = item.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: the value {raw!r} is not valid YAML ({getattr(e, 'problem', e)}); "
+                          f"write lists as [1, 2] and quote strings with special characters") from None
 
 
 def resolve_config(method: str, dataset: str, layers: list[Mapping], method_cls: type) -> dict:

@@ -11,12 +11,13 @@ and metrics.json, written last: its presence means the run finished.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,45 @@ def resolve(method: str, dataset: str, config_files: list[str] = (), overrides: 
         layers.append(load_yaml(run_file))
     layers += [load_yaml(f) for f in config_files]
     layers.append(dict(parse_override(o) for o in overrides))
-    return resolve_config(method, dataset, layers, cls)
+    cfg = resolve_config(method, dataset, layers, cls)
+    dataset_info(dataset, cfg)  # checks the keys that depend on the data set (input_mean, input_std)
+    return cfg
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process is training into the same run folder."""
+
+
+@contextlib.contextmanager
+def run_folder_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock on the run folder for the whole run (released when the process dies)."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderBusy(f"another process is training into {out} (it holds {out / '.lock'}); "
+                                f"wait for it to finish or use another --out folder") from None
+        yield
+
+
+def finished_run_verdict(out: Path, cfg: dict[str, Any]) -> tuple[str, str]:
+    """("done", ""), ("extend", "") when only `epochs` grew (resume from the checkpoint), or
+    ("differs", the keys that differ) for a finished run folder."""
+    from asge.config import HASH_IGNORES, config_hash, load_yaml
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    if metrics.get("config_hash") == config_hash(cfg):
+        if cfg["epochs"] == metrics.get("epochs"):
+            return "done", ""
+        if cfg["epochs"] > metrics.get("epochs", 0) and (out / "checkpoint.pt").exists():
+            return "extend", ""
+        return "differs", f"epochs {metrics.get('epochs')} -> {cfg['epochs']}"
+    old = load_yaml(out / "config.yaml") if (out / "config.yaml").exists() else {}
+    keys = sorted(k for k in set(old) | set(cfg) if k not in HASH_IGNORES and old.get(k) != cfg.get(k))
+    return "differs", "keys: " + (", ".join(keys) if keys else "unknown (no config.yaml)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mlflow-experiment", default=None, help="log the run to this MLflow experiment")
     ap.add_argument("--run-name", default=None, help="MLflow run name (default: the run folder's name)")
     ap.add_argument("--check", action="store_true", help="validate the config, print it and exit")
+    ap.add_argument("--force", action="store_true",
+                    help="retrain a finished run folder whose settings differ (deletes its checkpoint and metrics)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub
@@ -70,8 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = Path(args.out)
     if (out / "metrics.json").exists():
-        print(f"{out / 'metrics.json'} exists: this run is finished (delete the folder to rerun it)", file=sys.stderr)
-        return 0
+        verdict, why = finished_run_verdict(out, cfg)
+        if verdict == "done":
+            print(f"{out / 'metrics.json'} exists: this run is finished with these settings", file=sys.stderr)
+            return 0
+        if verdict == "differs" and not args.force:
+            print(f"error: {out} holds a finished run with other settings ({why}); train into a new --out folder, "
+                  f"or pass --force to retrain this one from scratch (deletes its checkpoint and metrics)",
+                  file=sys.stderr)
+            return 2
+        if verdict == "differs":
+            for name in ("metrics.json", "checkpoint.pt"):
+                (out / name).unlink(missing_ok=True)
 
     from asge.checkpoint import CheckpointError
     from asge.data import DataError
@@ -84,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
 
         callbacks.append(MLflowCallback(experiment=args.mlflow_experiment, run_name=args.run_name or out.name))
     try:
-        Trainer(cfg, out, callbacks).run()
+        with run_folder_lock(out):
+            Trainer(cfg, out, callbacks).run()
+    except RunFolderBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (DataError, CheckpointError, NonFiniteLoss, DeviceError) as e:
         # known failures: one clear message, no traceback; finished files are untouched
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,105 @@
+"""The run folder's guards: finished runs are never silently kept or overwritten, one process per
+folder, files readable by colleagues; bad config input stops with the suite's ConfigError."""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+
+import pandas as pd
+import pytest
+
+from asge.atomic import write_text
+from asge.config import ConfigError, load_yaml, parse_override
+from asge.train import main, resolve, run_folder_lock
+from tests.fakedata import write_mnist
+
+TINY = ["channels=[8, 16]", "pool_layers=[1, 2]", "val_size=100", "batch_size=64", "eval_batch_size=200",
+        "threads=1", "epochs=1", "lr=0.01", "warmup_epochs=0", "data_mirrors=[]", "offline=true"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return write_mnist(tmp_path_factory.mktemp("data"), n_train=600)
+
+
+def train(data_root, out, *extra, force=False):
+    args = ["--method", "asge", "--dataset", "mnist", "--out", str(out)]
+    for s in (*TINY, f"data_root={data_root}", *extra):
+        args += ["--set", s]
+    return main(args + (["--force"] if force else []))
+
+
+def test_finished_folder_same_settings_more_epochs_and_changed_settings(data_root, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="asge")
+    out = tmp_path / "run"
+    assert train(data_root, out) == 0
+    first = (out / "metrics.json").read_text()
+    assert train(data_root, out) == 0                      # same settings: finished, nothing retrained
+    assert (out / "metrics.json").read_text() == first
+    assert train(data_root, out, "epochs=2") == 0          # more epochs: resumes from the checkpoint
+    hist = pd.read_csv(out / "history.csv")
+    assert sorted(set(hist.epoch)) == [1, 2]
+    assert "resuming" in caplog.text
+    capsys.readouterr()
+    rc = train(data_root, out, "epochs=2", "lr=0.02")      # other settings: refused, result kept
+    err = capsys.readouterr().err
+    assert rc == 2 and "other settings" in err and "lr" in err and "--force" in err
+    assert pd.read_csv(out / "history.csv").epoch.max() == 2
+    assert train(data_root, out, "epochs=2", "lr=0.02", force=True) == 0
+    assert load_yaml(out / "config.yaml")["lr"] == 0.02
+
+
+def test_a_second_process_on_the_same_folder_is_refused(data_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    with run_folder_lock(out):  # as if another training process held the folder
+        assert train(data_root, out) == 2
+    assert "another process is training" in capsys.readouterr().err
+    assert not (out / "metrics.json").exists()
+
+
+def test_written_files_are_readable_by_group_and_world(data_root, tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "run"
+        assert train(data_root, out) == 0
+        write_text(tmp_path / "plain.txt", "x")
+    finally:
+        os.umask(old)
+    for p in [out / "metrics.json", out / "history.csv", out / "config.yaml", tmp_path / "plain.txt"]:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+
+
+def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.1\nchannels: [8, 16\nepochs: 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML at line \d+"):
+        load_yaml(bad)
+
+
+@pytest.mark.parametrize("item, words", [
+    ("channels=[8, 16", "not valid YAML"),
+    ("device=tpu", "'device'"),
+    ("lr=.inf", "not a finite number"),
+    ("lr=.nan", "not a finite number"),
+])
+def test_bad_overrides_stop_with_a_config_error(item, words):
+    with pytest.raises(ConfigError, match=words):
+        resolve("asge", "mnist", overrides=[parse_override(item) and item])
+
+
+def test_check_refuses_non_finite_lr(capsys):
+    assert main(["--method", "bp", "--dataset", "mnist", "--out", "unused", "--check", "--set", "lr=.inf"]) == 2
+    assert "finite" in capsys.readouterr().err
+
+
+def test_configuration_reference_is_current():
+    """The unknown-key error points to docs/configuration.md: it must exist and match the code."""
+    from pathlib import Path
+
+    from asge.configdoc import render
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+    assert page.read_text() == render(), "regenerate: python -m asge.configdoc > docs/configuration.md"
+    with pytest.raises(ConfigError, match="docs/configuration.md"):
+        resolve("asge", "mnist", overrides=["lrate=0.1"])
