@@ -75,12 +75,14 @@ def test_accuracy_figure_marks_one_predictor_per_method(tiny, captured):
     dirs = sorted(run_dir(tiny, "x").parent.glob("*-mnist-s0"))
     shown = figures.fig_accuracy("mnist", dirs, "x.png", "x.pdf")
     assert set(shown) == {"asge", "ff", "cwc", "bp"}
-    expect = {"bp": ("last", ["head"]), "cwc": ("ga", ["layer4"]), "asge": ("last", ["layer4"]),
-              "ff": ("last", ["layer4"])}
     for method, info in shown.items():
         d = run_dir(tiny, f"{method}-mnist-s0")
         m = json.loads((d / "metrics.json").read_text())
         h = pd.read_csv(d / "history.csv")
+        deepest = f"layer{len(yaml.safe_load((d / 'config.yaml').read_text())['channels'])}"
+        # BP: its head; CwC-FF: GA = the last conv layer; ASGE/FF: Last Pred beside their Fusion
+        expect = {"bp": ("last", ["head"]), "cwc": ("ga", [deepest]), "asge": ("last", [deepest]),
+                  "ff": ("last", [deepest])}
         assert (info["strategy"], info["readouts"]) == expect[method]
         # the line is that readout's validation accuracy, the star that strategy's test accuracy
         line = h[h["readout"] == info["readouts"][0]].set_index("epoch")["val_acc"] * 100
@@ -92,7 +94,8 @@ def test_accuracy_figure_marks_one_predictor_per_method(tiny, captured):
             assert info["diamond"] == pytest.approx(m["strategies"][m["primary_strategy"]]["acc"] * 100)
     ax = captured[0].axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert any(label.startswith("CwC-FF: GA Pred (layer 4)") for label in labels)
+    assert any(label.startswith(f"CwC-FF: GA Pred ({shown['cwc']['readouts'][0].replace('layer', 'layer ')})")
+               for label in labels)
     assert any(label.startswith("ASGE: Fusion Pred (primary), test only") for label in labels)
     assert chance_in_range(ax, 10.0)
 

@@ -71,7 +71,7 @@ def build_tiny(tmp_path_factory):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
     write_mnist_like(data, "MNIST", 12, 5, seed=0)
     write_mnist_like(data, "FashionMNIST", 12, 5, seed=1)
-    check(snakemake(work, data))
+    check(snakemake(work, data, timeout=1800))  # minutes on a loaded 2-core machine
     return work, data
 
 
