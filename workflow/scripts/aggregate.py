@@ -51,7 +51,7 @@ def inference_structure(method: str, strategy: str, layers_run: Any, cfg: dict[s
         run = int(layers_run)
     except (TypeError, ValueError):
         return None, None
-    if method == "bp":
+    if method in ("bp", "bpvgg"):
         return n_conv, 1
     if method == "cwc":
         return n_conv, 1 if strategy == "sf" else 0

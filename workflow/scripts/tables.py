@@ -17,7 +17,7 @@ import yaml
 
 from wfutil import DASH, NOT_RUN, finite, human_int, join_unique, mean_std, mib, setup_logging, signed, write_table
 
-METHOD_NAMES = {"asge": "ASGE", "ff": "FF", "cwc": "CwC-FF", "bp": "BP", "deeperforward": "DeeperForward",
+METHOD_NAMES = {"asge": "ASGE", "ff": "FF", "cwc": "CwC-FF", "bp": "BP", "bpvgg": "BP (VGG)", "deeperforward": "DeeperForward",
                 "dtg-ff": "DTG-FF"}
 DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "imagenet": "ImageNet"}
@@ -100,7 +100,7 @@ class Tables:
         for item in self.cfg["not_run"]:
             if item["method"] == method and item["dataset"] == dataset:
                 return f"{NOT_RUN} ({item['reason']})"
-        if method not in self.cfg["methods"] and method in METHOD_NAMES and method not in ("asge", "ff", "cwc", "bp"):
+        if method not in self.cfg["methods"] and method in METHOD_NAMES and method not in ("asge", "ff", "cwc", "bp", "bpvgg"):
             return f"{NOT_RUN} (not in this suite)"
         return NOT_RUN
 
