@@ -221,6 +221,7 @@ def _stream(proc: subprocess.Popen, log_path: Path) -> threading.Thread:
 
 def launch(name: str, box: float, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Run one phase in a child process, killed if it outlives its box (+ grace)."""
+    grace = GRACE_S * min(1.0, args.box_scale)
     result_path = out / f"{name}.json"
     result_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "asge.gpucheck", "--phase", name, "--json", str(result_path), "--out", str(out),
@@ -232,7 +233,7 @@ def launch(name: str, box: float, args: argparse.Namespace, out: Path) -> dict[s
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     pump = _stream(proc, out / f"{name}.log")
     try:
-        rc = proc.wait(timeout=box + GRACE_S)
+        rc = proc.wait(timeout=box + grace)
         status = "ok" if rc == 0 and result_path.exists() else "failed"
     except subprocess.TimeoutExpired:
         proc.kill()
@@ -246,7 +247,7 @@ def launch(name: str, box: float, args: argparse.Namespace, out: Path) -> dict[s
     else:
         lines = (out / f"{name}.log").read_text(errors="replace").strip().splitlines()
         if status == "timed out":
-            rec["error"] = f"no result within {box + GRACE_S:.0f} s"
+            rec["error"] = f"no result within {box + grace:.0f} s"
         else:
             rec["error"] = lines[-1] if lines else f"exit status {rc}, no output"
     return rec
@@ -330,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-epochs", type=int, default=None, help="most epochs per training phase (default: the box decides; "
                     "2 with --allow-cpu)")
     ap.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)
+    ap.add_argument("--box-scale", type=float, default=1.0,
+                    help="multiply every time box (e.g. 10 for --allow-cpu on a CPU shared with other jobs)")
     ap.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--deadline", type=float, default=math.inf, help=argparse.SUPPRESS)
@@ -350,11 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     args.out = str(out)
-    boxes = CPU_BOX if cpu_mode else GPU_BOX
+    boxes = {k: v * args.box_scale for k, v in (CPU_BOX if cpu_mode else GPU_BOX).items()}
     t0 = time.time()
     phases: dict[str, Any] = {}
     for name in args.phases:
-        print(f"== {name} (time box {boxes[name]} s)", flush=True)
+        print(f"== {name} (time box {boxes[name]:.0f} s)", flush=True)
         phases[name] = launch(name, boxes[name], args, out)
         rec = phases[name]
         print(f"== {name}: {rec['status']} in {rec['seconds']:.0f} s" + (f" ({rec['error']})" if "error" in rec else ""),

@@ -188,18 +188,21 @@ def test_gpucheck_refuses_a_cpu_without_allow_cpu(tmp_path, capsys):
 
 
 def test_gpucheck_allow_cpu_end_to_end(tmp_path):
-    """Every phase as on a GPU, at tiny sizes, on the fake MNIST data: exit 0 and both summaries."""
+    """Every phase as on a GPU, at tiny sizes, on the fake MNIST data: exit 0 and both summaries.
+    The boxes are wall-clock; widened 10x so that a CPU shared with training jobs cannot time
+    a phase out (the box itself is tested below)."""
     from asge import gpucheck
 
     root = write_mnist(tmp_path / "data", n_train=300, n_test=100)
     out = tmp_path / "gc"
-    rc = gpucheck.main(["--out", str(out), "--allow-cpu", "--dataset", "mnist", "--set", f"data_root={root}",
-                        "--set", "data_mirrors=[]", "--set", "offline=true"])
+    rc = gpucheck.main(["--out", str(out), "--allow-cpu", "--box-scale", "10", "--dataset", "mnist",
+                        "--set", f"data_root={root}", "--set", "data_mirrors=[]", "--set", "offline=true"])
     summary = json.loads((out / "summary.json").read_text())
     assert rc == 0, {k: (v["status"], v.get("returncode"), v.get("error"), (out / f"{k}.log").read_text()[-2000:])
                      for k, v in summary["phases"].items() if v["status"] != "ok"}
     assert list(summary["phases"]) == list(gpucheck.PHASES)
     assert all(p["status"] == "ok" and p["seconds"] <= p["box_s"] + gpucheck.GRACE_S for p in summary["phases"].values())
+    assert all(p["box_s"] == 10 * gpucheck.CPU_BOX[k] for k, p in summary["phases"].items())
     ph = summary["phases"]
     assert ph["env"]["result"]["torch"] == torch.__version__
     rows = ph["bench"]["result"]["rows"]
@@ -223,3 +226,14 @@ def test_gpucheck_reports_a_failed_phase_and_exits_nonzero(tmp_path):
     data = json.loads((out / "summary.json").read_text())["phases"]["data"]
     assert data["status"] == "failed" and "mnist" in data["error"].lower()
     assert "Failed phases: data (failed" in (out / "summary.md").read_text()
+
+
+def test_gpucheck_kills_a_phase_that_outlives_its_box(tmp_path):
+    from asge import gpucheck
+
+    out = tmp_path / "gc"
+    rc = gpucheck.main(["--out", str(out), "--allow-cpu", "--phases", "env", "--box-scale", "0.001"])
+    assert rc == 1
+    env = json.loads((out / "summary.json").read_text())["phases"]["env"]
+    assert env["status"] == "timed out" and env["returncode"] is None and "no result within" in env["error"]
+    assert env["seconds"] < 60  # killed at its (scaled) box of 0.24 s, not left running for 240 s
