@@ -52,9 +52,13 @@ class RunFolderBusy(RuntimeError):
 
 @contextlib.contextmanager
 def run_folder_lock(out: Path) -> Iterator[None]:
-    """An exclusive lock on the run folder for the whole run (released when the process dies)."""
+    """An exclusive lock on the run folder for the whole run (released when the process dies).
+    Under torchrun only rank 0 takes it: the ranks of one run share the folder by design."""
     import fcntl
 
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".lock", "w") as f:
         try:

@@ -271,7 +271,8 @@ class CwCFF(Method):
         trained.append(b if active else 0)
         return StepStats(torch.stack(losses), torch.stack(correct),
                          {"group_acc": torch.stack(own).float(),
-                          "trained": torch.tensor(trained, dtype=torch.float32, device=y.device)})
+                          # a device-side fill per readout, not a host-to-device copy each step
+                          "trained": torch.stack([torch.full((), float(t), device=y.device) for t in trained])})
 
     @torch.no_grad()
     def after_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> None:
