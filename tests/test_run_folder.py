@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from asge.atomic import write_text
-from asge.config import ConfigError, load_yaml, parse_override
+from asge.config import ConfigError, load_yaml
 from asge.train import main, resolve, run_folder_lock
 from tests.fakedata import write_mnist
 
@@ -85,7 +85,7 @@ def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
 ])
 def test_bad_overrides_stop_with_a_config_error(item, words):
     with pytest.raises(ConfigError, match=words):
-        resolve("asge", "mnist", overrides=[parse_override(item) and item])
+        resolve("asge", "mnist", overrides=[item])
 
 
 def test_check_refuses_non_finite_lr(capsys):

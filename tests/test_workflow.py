@@ -45,13 +45,15 @@ def write_mnist_like(root: Path, folder: str, train_per_class: int, test_per_cla
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
 
 
-def snakemake(work: Path, data: Path, *args: str, config: tuple[str, ...] = (), timeout: int = 600
-              ) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env.update(OMP_WAIT_POLICY="PASSIVE", MLFLOW_DISABLE_TELEMETRY="true", PYTHONDONTWRITEBYTECODE="1")
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args,
+def snakemake(work: Path, data: Path, *args: str, config: tuple[str, ...] = (), timeout: int = 600,
+              cores: int | None = 2, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The tiny preset in the workflow copy `work` (cores=None: the profile decides, e.g. SLURM)."""
+    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env.update(OMP_WAIT_POLICY="PASSIVE", MLFLOW_DISABLE_TELEMETRY="true", PYTHONDONTWRITEBYTECODE="1",
+                    **(env or {}))
+    cmd = [sys.executable, "-m", "snakemake", *(["--cores", str(cores)] if cores else []), *args,
            "--config", "preset=tiny", f"data_root={data}", "data_mirrors=[]", "offline=true", *config]
-    return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=work, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 def check(proc: subprocess.CompletedProcess) -> str:

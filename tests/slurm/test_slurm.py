@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.test_workflow import REPO, write_mnist_like
+from tests.test_workflow import REPO, check, write_mnist_like
+from tests.test_workflow import snakemake as run_tiny
 
 pytestmark = pytest.mark.slurm
 
@@ -66,18 +67,15 @@ def copy_workflow(dest: Path) -> Path:
 
 def snakemake(work: Path, data: Path, *args: str, config: tuple[str, ...] = (), timeout: int = 1800
               ) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env.update(OMP_WAIT_POLICY="PASSIVE", MLFLOW_DISABLE_TELEMETRY="true", PYTHONDONTWRITEBYTECODE="1",
-               SBATCH_ACCOUNT=ACCOUNT)
-    cmd = [sys.executable, "-m", "snakemake", *args,
-           "--config", "preset=tiny", f"data_root={data}", "data_mirrors=[]", "offline=true", *config]
-    return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    """The tiny preset in `work`, the cores left to the profile, jobs charged to the test account."""
+    return run_tiny(work, data, *args, config=config, timeout=timeout, cores=None, env={"SBATCH_ACCOUNT": ACCOUNT})
 
 
-def check(proc: subprocess.CompletedProcess) -> str:
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    return out
+def tiny_data(root: Path) -> Path:
+    """Tiny MNIST and FashionMNIST in their real formats under root."""
+    write_mnist_like(root, "MNIST", 12, 5, seed=0)
+    write_mnist_like(root, "FashionMNIST", 12, 5, seed=1)
+    return root
 
 
 def sacct(jobids, fields: str) -> list[dict]:
@@ -92,9 +90,7 @@ def sacct(jobids, fields: str) -> list[dict]:
 def runs(tmp_path_factory):
     """(slurm copy, local copy, snakemake output of the SLURM run, seconds from start to end)."""
     tmp = tmp_path_factory.mktemp("slurm")
-    data = tmp / "data"
-    write_mnist_like(data, "MNIST", 12, 5, seed=0)
-    write_mnist_like(data, "FashionMNIST", 12, 5, seed=1)
+    data = tiny_data(tmp / "data")
     local, on_slurm = copy_workflow(tmp / "local"), copy_workflow(tmp / "slurm")  # the same code
     check(snakemake(local, data, "--cores", "2"))
     start = time.time()
@@ -106,10 +102,7 @@ def runs(tmp_path_factory):
 def small(tmp_path_factory):
     """(workflow copy, tiny data) for the checks that run single jobs."""
     tmp = tmp_path_factory.mktemp("small")
-    data = tmp / "data"
-    write_mnist_like(data, "MNIST", 12, 5, seed=0)
-    write_mnist_like(data, "FashionMNIST", 12, 5, seed=1)
-    return copy_workflow(tmp / "work"), data
+    return copy_workflow(tmp / "work"), tiny_data(tmp / "data")
 
 
 def test_every_training_job_goes_through_sbatch_and_completes(runs):
