@@ -26,7 +26,7 @@ def validation_stats(method: Method, loader: Iterable,
     for x, y in loader:
         with amp:
             scores = method.layer_scores(x)
-            counts = method.eval_counts(x, y)
+            counts = method.eval_counts(x, y, scores)
         c = torch.stack([(s.argmax(1) == y).sum() for s in scores])
         correct = c if correct is None else correct + c
         for k, v in counts.items():

@@ -74,9 +74,10 @@ class Method(nn.Module):
         raise NotImplementedError
 
     # --- evaluation ----------------------------------------------------------------
-    def eval_counts(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Method-specific [L] counts on a validation batch, logged per epoch as `val_<name>`
-        rates (divided by the number of images); default none."""
+    def eval_counts(self, x: torch.Tensor, y: torch.Tensor,
+                    scores: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Method-specific [L] counts on a validation batch (`scores`: its `layer_scores`, already
+        computed), logged per epoch as `val_<name>` rates (divided by the number of images)."""
         return {}
 
     def layer_scores(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:

@@ -229,15 +229,18 @@ class ForwardForward(Method):
         return StepStats(torch.stack(losses), (pos + negs) / 2, {"train_pos_acc": pos, "train_neg_acc": negs})
 
     @torch.no_grad()
-    def eval_counts(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def eval_counts(self, x: torch.Tensor, y: torch.Tensor,
+                    scores: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Per layer: positives with G > theta, and negatives (a wrong label drawn from a
-        generator seeded by the batch, so every epoch sees the same negatives) with G < theta."""
+        generator seeded by the batch, so every epoch sees the same negatives) with G < theta.
+        Read off the N-label goodness of `layer_scores` (computed here when not given)."""
+        scores = self.layer_scores(x) if scores is None else scores
         g = torch.Generator(device="cpu").manual_seed(int(y[:64].sum()) * 131 + y.numel())
-        shift = torch.randint(1, self.num_classes, y.shape, generator=g).to(y.device)
+        neg = (y + torch.randint(1, self.num_classes, y.shape, generator=g).to(y.device)) % self.num_classes
         theta = self.cfg["theta"]
-        pos = torch.stack([(gl > theta).sum() for gl in self.label_goodness(x, y)])
-        neg = torch.stack([(gl < theta).sum() for gl in self.label_goodness(x, (y + shift) % self.num_classes)])
-        return {"pos_acc": pos.float(), "neg_acc": neg.float()}
+        pos = torch.stack([(s.gather(1, y[:, None]) > theta).sum() for s in scores])
+        negs = torch.stack([(s.gather(1, neg[:, None]) < theta).sum() for s in scores])
+        return {"pos_acc": pos.float(), "neg_acc": negs.float()}
 
     @torch.no_grad()
     def label_goodness(self, x: torch.Tensor, labels: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
