@@ -229,13 +229,77 @@ def test_fresh_rerun_marks_the_old_run_superseded(store, tmp_path):
     assert steps(client, newest.run_id, "val_acc.layer3") == [1, 2, 3]
 
 
-def test_missing_history_is_reconciled(store, tmp_path):
+def test_lost_epochs_are_reconciled_from_the_rows(store, tmp_path):
+    """Epochs 2 and 3 fail to log (the engine swallows the error); on success they are logged
+    from the rows the engine passed, without reading history.csv back (none is written here)."""
+    from mlflow.exceptions import MlflowException
+
     uri, client = store
-    cb = MLflowCallback("main", "bp-fashionmnist-s0", uri)
+    cb = MLflowCallback("main", "bp-fashionmnist-s0", uri, attempts=1)
     cb.on_start(cfg_of(), tmp_path, 0)
-    cb.on_epoch(1, rows_of(1), summary_of(rows_of(1)))  # epochs 2 and 3 were lost
-    cb.on_success(write_run_dir(tmp_path, 3, cfg_of()), tmp_path)
+    cb.on_epoch(1, rows_of(1), summary_of(rows_of(1)))
+    real = cb.client.log_batch
+    cb.client.log_batch = lambda *a, **k: (_ for _ in ()).throw(MlflowException("store gone"))
+    for e in (2, 3):
+        with pytest.raises(MlflowException):
+            cb.on_epoch(e, rows_of(e), summary_of(rows_of(e)))
+    cb.client.log_batch = real
+    metrics = write_run_dir(tmp_path / "elsewhere", 3, cfg_of())
+    cb.on_success(metrics, tmp_path)
+    assert not (tmp_path / "history.csv").exists()
     assert steps(client, cb.run_id, "train_loss.layer1") == [1, 2, 3]
+    assert [a.path for a in client.list_artifacts(cb.run_id, "plots")] == ["plots/curves.png"]
+
+
+def test_setup_failure_is_recorded_failed_with_params(store, tmp_path):
+    """A run that fails in setup (before on_start) appears FAILED, with params and the error."""
+    uri, client = store
+    cb = MLflowCallback("main", "asge-cifar10-s0", uri, cfg=cfg_of(dataset="cifar10"))
+    cb.on_failure(FileNotFoundError("data/cifar-10-batches-py/data_batch_1 not found"), tmp_path)
+    (run,) = runs_named(client, "asge-cifar10-s0")
+    assert run.info.status == "FAILED" and run.info.run_id == cb.run_id
+    assert run.data.params["dataset"] == "cifar10" and run.data.params["channels"] == "[8, 8, 16]"
+    assert "data_batch_1 not found" in run.data.tags["asge.error"]
+    assert run.data.tags["asge.failed_in"] == "setup" and "FileNotFoundError" in run.data.tags["mlflow.note.content"]
+    assert run.data.tags["asge.method"] == "asge"
+    # the next attempt succeeds: a new run, the failed one superseded (not resumed)
+    again = run_lifecycle(uri, "main", "asge-cifar10-s0", tmp_path / "run", start=0)
+    runs = {r.info.run_id: r for r in runs_named(client, "asge-cifar10-s0")}
+    assert again.run_id != cb.run_id and runs[cb.run_id].data.tags["asge.superseded"] == "true"
+    assert runs[cb.run_id].info.status == "FAILED" and runs[again.run_id].info.status == "FINISHED"
+
+
+def test_setup_failure_without_cfg_still_appears(store, tmp_path):
+    uri, client = store
+    MLflowCallback("main", "ff-mnist-s0", uri).on_failure(RuntimeError("no device"), tmp_path)
+    (run,) = runs_named(client, "ff-mnist-s0")
+    assert run.info.status == "FAILED" and "no device" in run.data.tags["asge.error"]
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_killed_attempts_end_when_the_next_starts(store, tmp_path, resume):
+    """Attempts killed mid-run (no hook after on_epoch) stay RUNNING only until the next attempt
+    starts: then every other run of the name is KILLED and only the live attempt is RUNNING."""
+    uri, client = store
+    name = "cwc-mnist-s0"
+    first = run_lifecycle(uri, "main", name, tmp_path, epochs=1, finish=False, cfg=cfg_of(epochs=3))
+    # an older attempt that somehow stayed RUNNING although superseded (e.g. two killed in a row)
+    stale = client.create_run(client.get_experiment_by_name("main").experiment_id, run_name=name,
+                              tags={"asge.superseded": "true"})
+    write_run_dir(tmp_path, 1, cfg_of(epochs=3))
+    live = MLflowCallback("main", name, uri, base_delay=0.05)
+    live.on_start(cfg_of(epochs=3), tmp_path, 1 if resume else 0)
+    status = {r.info.run_id: r.info.status for r in runs_named(client, name)}
+    assert [rid for rid, s in status.items() if s == "RUNNING"] == [live.run_id]
+    assert status[stale.info.run_id] == "KILLED"
+    assert (live.run_id == first.run_id) == resume
+    if not resume:
+        assert status[first.run_id] == "KILLED"
+    for e in (2,) if resume else (1, 2):
+        live.on_epoch(e, rows_of(e), summary_of(rows_of(e)))
+    live.on_success(write_run_dir(tmp_path, 2, cfg_of(epochs=3)), tmp_path)
+    # a resumed attempt has epoch 1 from the earlier attempt (MLflow run or history.csv)
+    assert steps(client, live.run_id, "val_acc.layer1") == [1, 2]
 
 
 def _worker(uri: str, i: int, out: str) -> None:
