@@ -2,6 +2,7 @@
 # rebuild the paper's tables and figures from the run folders.
 #
 #   snakemake --cores 2 --config preset=smoke     # the smoke run on a CPU (minutes)
+#   snakemake --cores 2 --configfile my.yaml      # any keys on top of config.yaml and the preset
 #   snakemake --profile profiles/slurm            # the paper preset on a SLURM cluster
 #   snakemake --report report.zip                 # tables and figures with captions
 #
@@ -13,13 +14,16 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
-
-
 include: "workflow/rules/common.smk"
 
 
-apply_preset(config)  # config/presets/<preset>.yaml between config.yaml and the command line
+# Snakemake's own layering, later wins: config.yaml, the preset it (or --config preset=...)
+# names, then --configfile and --config from the command line.
+configfile: "config/config.yaml"
+configfile: preset_path(config)
+
+
+config.update(typed(config))
 validate(config, "workflow/schemas/config.schema.yaml")
 setup_environment(config)
 validate_runs()  # every run's training config, before any job starts

@@ -23,7 +23,7 @@ import torch
 
 from asge.config import resolve_config
 from asge.engine import autocast_for, build_optimizer
-from asge.registry import create_method, list_methods, method_class
+from asge.methods import create_method, list_methods, method_class
 from asge.runtime import switch_on
 
 

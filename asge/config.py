@@ -8,8 +8,6 @@ a message that names the key, the bad value and what is allowed.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,18 +185,8 @@ def resolve_config(method: str, dataset: str, layers: list[Mapping], method_cls:
     return cfg
 
 
-# Keys that do not change what a checkpoint means: where the data lives, how it is read, how
-# many threads run, how often the loss is checked (epochs may grow on resume).
-HASH_IGNORES = ("epochs", "threads", "log_every", "device", "require_gpu", "data_root", "data_mirrors", "offline",
-                "cache_dir", "num_workers", "eval_batch_size")
+def config_hash(cfg: Mapping) -> str:
+    """The run's result digest (asge.runconfig.result_digest, the one definition)."""
+    from asge.runconfig import result_digest
 
-
-def config_hash(cfg: Mapping, ignore: tuple[str, ...] = HASH_IGNORES) -> str:
-    """Digest of everything that changes what a checkpoint means."""
-    payload = {k: v for k, v in sorted(cfg.items()) if k not in ignore}
-    for k in ("amp", "channels_last"):
-        # "auto" is what `true` meant before these keys took "auto": the same digest, so that
-        # checkpoints written then still resume
-        if payload.get(k) == "auto":
-            payload[k] = True
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return result_digest(cfg)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from asge.config import COMMON_KEYS, Key
-from asge.registry import list_methods, method_class
+from asge.methods import list_methods, method_class
 
 HEADER = """# Configuration keys
 

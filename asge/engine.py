@@ -7,8 +7,6 @@ losses (see asge.method). Callbacks (e.g. MLflow tracking) observe but never dec
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import math
 import sys
@@ -19,22 +17,19 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import torch
 
 from asge import distributed
-from asge.atomic import save_torch, write_json, write_text
 from asge.checkpoint import load_checkpoint, save_checkpoint
-from asge.config import config_hash
 from asge.evaluate import inference_memory, strategy_accuracy, validation_stats
 from asge.method import Method
 from asge.progress import EpochProgress
-from asge.registry import create_method
+from asge.methods import create_method
+from asge.runconfig import result_digest
+from asge.runfolder import CHECKPOINT, Metrics, RunFolder
 from asge.runtime import hardware_info, rng_state, select_device, set_rng_state, setup_runtime, switch_on
 
 if TYPE_CHECKING:
     from timm.scheduler import CosineLRScheduler
 
 log = logging.getLogger("asge")
-
-CHECKPOINT = "checkpoint.pt"
-
 
 class NonFiniteLoss(RuntimeError):
     """A training loss became NaN or infinite."""
@@ -80,25 +75,15 @@ def autocast_for(device: torch.device, cfg: Mapping[str, Any]) -> contextlib.Abs
     return contextlib.nullcontext()
 
 
-def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 class Trainer:
     """Trains `cfg['method']` on `cfg['dataset']`, writing everything into `out_dir`."""
 
     def __init__(self, cfg: Mapping[str, Any], out_dir: str | Path, callbacks: Sequence[Callback] = ()) -> None:
         self.cfg = dict(cfg)
-        self.out = Path(out_dir)
+        self.folder = RunFolder(out_dir)
+        self.out = self.folder.out
         self.callbacks = list(callbacks)
-        self.hash = config_hash(self.cfg)
+        self.hash = result_digest(self.cfg)
 
     # --- setup -----------------------------------------------------------------------
     def _setup(self) -> None:
@@ -223,7 +208,7 @@ class Trainer:
             if not self.main:
                 self.callbacks = []
             else:
-                write_text(self.out / "config.yaml", _yaml(self.cfg))
+                self.folder.write_config(self.cfg)
             for cb in self.callbacks:
                 _safe(cb.on_start, self.cfg, self.out, self.start_epoch)
             for epoch in range(self.start_epoch, self.cfg["epochs"]):
@@ -259,7 +244,7 @@ class Trainer:
         self.history += rows
         self._save(epoch)
         if self.main:
-            write_text(self.out / "history.csv", _csv(self.history))
+            self.folder.write_history(self.history)
         summary = {"epoch_time_s": tr["time"], "images_per_s": ips, "lr": lr,
                    "val_acc_best_readout": max(val), "val_acc_last": val[-1]}
         if tr["compile_time"] is not None:
@@ -270,7 +255,7 @@ class Trainer:
         log.info("epoch %d/%d  %.1fs  %.0f img/s  loss %.4f  val acc per readout [%s]", epoch + 1, self.cfg["epochs"],
                  tr["time"], ips, tr["loss"][-1], accs)
 
-    def _finish(self) -> dict[str, Any]:
+    def _finish(self) -> Metrics:
         method, cfg = self.method, self.cfg
         method.eval()
         last = [r for r in self.history if r["epoch"] == cfg["epochs"]]
@@ -283,7 +268,7 @@ class Trainer:
             strategies[s] = {**test[s], **inference_memory(method, x, s, best, self.amp)}
         epochs = {r["epoch"]: r["epoch_time_s"] for r in self.history}
         ips = {r["epoch"]: r["images_per_s"] for r in self.history}
-        metrics = {
+        metrics: Metrics = {
             "method": cfg["method"], "dataset": cfg["dataset"], "seed": cfg["seed"], "config_hash": self.hash,
             "epochs": cfg["epochs"], "primary_strategy": method.strategies[0],
             "test_acc": strategies[method.strategies[0]]["acc"],
@@ -311,9 +296,8 @@ class Trainer:
                                   "val": self.data.val.num_samples, "test": self.data.test.num_samples}
         if not self.main:
             return metrics
-        if hasattr(method, "goodness_distributions"):
-            save_torch(self.out / "goodness.pt", method.goodness_distributions(x[:64]))
-        write_json(self.out / "metrics.json", metrics)  # last: its presence means the run finished
+        self.folder.write_diagnostics(method.diagnostics(x))
+        self.folder.write_metrics(metrics)  # last: its presence means the run finished
         log.info("test acc %s", {s: round(v["acc"] * 100, 2) for s, v in strategies.items()})
         return metrics
 
@@ -350,9 +334,3 @@ def _safe(fn, *args) -> None:
         fn(*args)
     except Exception as e:  # noqa: BLE001 - tracking must never kill training
         print(f"warning: callback {fn.__qualname__} failed: {type(e).__name__}: {e}", file=sys.stderr)
-
-
-def _yaml(cfg: Mapping[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(dict(cfg), sort_keys=True)

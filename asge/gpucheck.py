@@ -77,7 +77,7 @@ def phase_bench(args: argparse.Namespace, compile_: bool) -> dict[str, Any]:
     import torch
 
     from asge.bench import bench_methods
-    from asge.registry import list_methods
+    from asge.methods import list_methods
 
     device = _device(args)
     if device.type == "cuda":
@@ -100,7 +100,7 @@ def paper_config(method: str, dataset: str, extra: list[str]) -> dict[str, Any]:
     overrides (all -> method -> dataset -> method/dataset), then `extra` key=value items."""
     import yaml
 
-    from asge.train import resolve
+    from asge.runconfig import resolve
 
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text()) or {}
     preset = yaml.safe_load((REPO / "config" / "presets" / "paper.yaml").read_text()) or {}

@@ -29,7 +29,7 @@ def cfg_for(data_root, *extra, method="asge"):
 def test_run_folder_is_complete(data_root, tmp_path):
     out = tmp_path / "run"
     metrics = Trainer(cfg_for(data_root), out).run()
-    for name in ("config.yaml", "history.csv", "metrics.json", CHECKPOINT, "goodness.pt"):
+    for name in ("config.yaml", "history.csv", "metrics.json", CHECKPOINT, "diagnostics.pt"):
         assert (out / name).is_file(), name
     hist = pd.read_csv(out / "history.csv")
     assert set(hist.epoch) == {1, 2, 3} and set(hist.readout) == {"layer1", "layer2"}

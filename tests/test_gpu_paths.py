@@ -15,7 +15,7 @@ import torch
 from asge import bench
 from asge.config import ConfigError, config_hash, resolve_config
 from asge.engine import Trainer, _split_compile_time
-from asge.registry import list_methods, method_class
+from asge.methods import list_methods, method_class
 from asge.runtime import switch_on
 from asge.train import resolve
 from tests.fakedata import write_mnist

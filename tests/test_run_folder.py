@@ -11,7 +11,9 @@ import pytest
 
 from asge.atomic import write_text
 from asge.config import ConfigError, load_yaml
-from asge.train import main, resolve, run_folder_lock
+from asge.runconfig import RUNTIME_ENV, request_of, resolve, write_request
+from asge.runfolder import RunFolder
+from asge.train import main
 from tests.fakedata import write_mnist
 
 TINY = ["channels=[8, 16]", "pool_layers=[1, 2]", "val_size=100", "batch_size=64", "eval_batch_size=200",
@@ -50,9 +52,51 @@ def test_finished_folder_same_settings_more_epochs_and_changed_settings(data_roo
     assert load_yaml(out / "config.yaml")["lr"] == 0.02
 
 
+def request_file(data_root, path, *extra):
+    """A request file as the workflow writes it: resolved, without the host keys."""
+    cfg = resolve("asge", "mnist", overrides=[*TINY, f"data_root={data_root}", *extra])
+    write_request(path, request_of(cfg))
+    assert "data_root" not in load_yaml(path) and "threads" not in load_yaml(path)
+    return path
+
+
+def test_request_file_trains_with_runtime_keys_from_the_environment(data_root, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    req = request_file(data_root, tmp_path / "request.yaml")
+    monkeypatch.setenv(RUNTIME_ENV, f'{{"data_root": "{data_root}", "data_mirrors": [], "offline": true}}')
+    assert main(["--request", str(req), "--out", str(out), "--set", "threads=1"]) == 0
+    cfg = load_yaml(out / "config.yaml")
+    assert cfg["data_root"] == str(data_root) and cfg["threads"] == 1 and cfg["channels"] == [8, 16]
+    # with --request, settings that change the result belong in the request, not on the command line
+    assert main(["--request", str(req), "--out", str(tmp_path / "other"), "--set", "lr=0.5"]) == 2
+    assert "only runtime keys" in capsys.readouterr().err
+
+
+def test_stale_checkpoint_is_refused_unless_forced(data_root, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="asge")
+    out = tmp_path / "run"
+    assert train(data_root, out, "epochs=2") == 0
+    (out / "metrics.json").unlink()  # as after a killed run (or Snakemake removing the outputs)
+    capsys.readouterr()
+    assert train(data_root, out, "epochs=2", "lr=0.02") == 2  # another run's checkpoint: kept, refused
+    err = capsys.readouterr().err
+    assert "unfinished run with other settings" in err and "lr" in err and (out / "checkpoint.pt").exists()
+    assert train(data_root, out, "epochs=2", "lr=0.02", force=True) == 0  # the workflow's way: retrain
+    assert "removing the stale checkpoint" in caplog.text and "resuming" not in caplog.text
+    assert load_yaml(out / "config.yaml")["lr"] == 0.02
+
+
+def test_corrupt_checkpoint_is_never_deleted(data_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert train(data_root, out, force=True) == 1
+    assert "corrupt" in capsys.readouterr().err and (out / "checkpoint.pt").read_bytes() == b"not a checkpoint"
+
+
 def test_a_second_process_on_the_same_folder_is_refused(data_root, tmp_path, capsys):
     out = tmp_path / "run"
-    with run_folder_lock(out):  # as if another training process held the folder
+    with RunFolder(out).lock():  # as if another training process held the folder
         assert train(data_root, out) == 2
     assert "another process is training" in capsys.readouterr().err
     assert not (out / "metrics.json").exists()
@@ -66,7 +110,8 @@ def test_written_files_are_readable_by_group_and_world(data_root, tmp_path):
         write_text(tmp_path / "plain.txt", "x")
     finally:
         os.umask(old)
-    for p in [out / "metrics.json", out / "history.csv", out / "config.yaml", tmp_path / "plain.txt"]:
+    for p in [out / "metrics.json", out / "history.csv", out / "config.yaml", out / "diagnostics.pt",
+              out / "checkpoint.pt", tmp_path / "plain.txt"]:
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
 
 

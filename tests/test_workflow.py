@@ -113,10 +113,13 @@ def test_every_table_and_figure_is_built(tiny):
     assert sorted(t7["classes"].unique()) == [10, 100, 1000]
     asge = t7[t7["method"] == "asge"]
     assert asge["params_trainable"].nunique() == 1 and asge["fixed_projection_values"].is_monotonic_increasing
-    # every run folder holds the engine's files; ASGE's also the goodness samples
+    # every run folder holds the request and the engine's files; ASGE's diagnostics the goodness samples
     for d in (res / "runs" / "main").iterdir():
-        assert {"config.yaml", "history.csv", "metrics.json", "checkpoint.pt"} <= {p.name for p in d.iterdir()}
-    assert (res / "runs" / "main" / "asge-mnist-s0" / "goodness.pt").is_file()
+        assert {"request.yaml", "config.yaml", "history.csv", "metrics.json", "checkpoint.pt",
+                "diagnostics.pt"} <= {p.name for p in d.iterdir()}
+    import torch
+
+    assert "goodness" in torch.load(res / "runs" / "main" / "asge-mnist-s0" / "diagnostics.pt", weights_only=True)
 
 
 def test_mlflow_holds_every_run_with_history(tiny):
@@ -147,13 +150,41 @@ def test_second_invocation_has_nothing_to_do(tiny):
 
 def planned_jobs(out: str) -> list[tuple[str, str]]:
     """(rule, run) of the training jobs a dry run lists."""
-    return re.findall(r"rule (train\w*):\n(?:    .*\n)*?    wildcards: study=\w+, run=([\w.-]+)", out)
+    return re.findall(r"rule (train):\n(?:    .*\n)*?    wildcards: study=\w+, run=([\w.-]+)", out)
 
 
 def test_changed_hyperparameter_reruns_only_that_method(tiny):
     out = check(snakemake(*tiny, "-n", config=("overrides={method: {bp: {lr: 0.02}}}",)))
     assert sorted(run for _, run in planned_jobs(out)) == ["bp-fashionmnist-s0", "bp-mnist-s0"], out[-4000:]
     assert "params have changed since last execution" in out.lower(), out[-4000:]
+
+
+def test_moving_the_data_reruns_nothing(tiny):
+    work, data = tiny
+    moved = data.parent / "moved-data"
+    if not moved.exists():
+        shutil.copytree(data, moved)
+    out = check(snakemake(work, moved, "-n"))
+    assert "Nothing to be done" in out, out[-3000:]
+
+
+def test_more_epochs_resume_a_finished_run(tiny):
+    """Raising `epochs` reruns the run's request and training job, which resumes from the
+    checkpoint: the first epoch is not trained again (its history row is kept as it was)."""
+    work, data = tiny
+    cfg = ("results=results/extend", "methods=[bp]", "datasets=[mnist]", "ablations={seeds: []}")
+    check(snakemake(work, data, config=cfg))
+    run = work / "results" / "extend" / "runs" / "main" / "bp-mnist-s0"
+    first = pd.read_csv(run / "history.csv")
+    assert list(first.epoch) == [1]
+    out = check(snakemake(work, data, "-n", config=(*cfg, "overrides={all: {epochs: 2}}")))
+    assert sorted(run for _, run in planned_jobs(out)) == ["bp-mnist-s0"], out[-4000:]
+    check(snakemake(work, data, config=(*cfg, "overrides={all: {epochs: 2}}")))
+    assert "resuming" in (work / "results" / "extend" / "logs" / "train" / "main" / "bp-mnist-s0.log").read_text()
+    again = pd.read_csv(run / "history.csv")
+    assert list(again.epoch) == [1, 2]
+    keep = [c for c in first.columns if not c.endswith(("_time_s", "_per_s"))]
+    pd.testing.assert_frame_equal(again[again.epoch == 1][keep], first[keep])
 
 
 def test_lint_is_clean(tiny):

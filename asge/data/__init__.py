@@ -16,19 +16,18 @@ from typing import Any, Iterator, Mapping, Protocol
 import torch
 
 from asge import distributed
+from asge.config import COMMON_KEYS
 from asge.data.catalog import DATASETS, DataError, DatasetInfo, dataset_info
 from asge.data.device_loader import SPLIT, SUBSET, TEST_SUBSET, DeviceLoader, derive_seed
 from asge.runtime import switch_on
 
 __all__ = ["DATASETS", "DataBundle", "DataError", "DatasetInfo", "Loader", "build_data", "dataset_info"]
 
-# Keys build_data reads, with the defaults of asge.config (so partial dicts work in tests and tools).
-DATA_DEFAULTS: dict[str, Any] = {
-    "seed": 0, "data_root": "data", "data_mirrors": ["../shared/data"], "offline": False, "cache_dir": None,
-    "val_size": 5000, "subset_per_class": None, "test_subset_per_class": None, "image_size": None,
-    "augment_crop_padding": None, "augment_hflip": None, "num_workers": 8, "batch_size": 128,
-    "eval_batch_size": 1000, "channels_last": "auto",
-}
+# Keys build_data reads, with their defaults from asge.config (so partial dicts work in tests and tools).
+DATA_DEFAULTS: dict[str, Any] = {k: COMMON_KEYS[k].default for k in (
+    "seed", "data_root", "data_mirrors", "offline", "cache_dir", "val_size", "subset_per_class",
+    "test_subset_per_class", "image_size", "augment_crop_padding", "augment_hflip", "num_workers", "batch_size",
+    "eval_batch_size", "channels_last")}
 
 
 class Loader(Protocol):

@@ -3,14 +3,12 @@
 # The plan: the effective config (config/config.yaml <- preset <- command line) lists methods,
 # data sets, seeds and ablation variants; `planned_runs()` turns them into Run records keyed by
 # (study, run name), e.g. ("main", "asge-cifar10-s0") or ("ablations", "asge-cifar10-pool_avg-s0").
-# Every training job is one Run; its `--set` overrides are rule params, so Snakemake's params
-# rerun trigger retrains exactly the runs whose settings changed.
+# Every training job is one Run. Its config is resolved once, here (`resolved_request`), written
+# to the run folder's request.yaml by the `request` rule, whose param is that resolved dict: so
+# Snakemake's params trigger retrains exactly the runs whose settings changed.
 
-import copy
-import hashlib
 import json
 import os
-import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -20,19 +18,21 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 
+from asge.runconfig import write_request  # the request rule's run block
+
 STUDIES = ("main", "ablations")
 
 
 # --- configuration ---------------------------------------------------------------------------
-def deep_merge(base, top):
-    """A copy of `base` with `top` merged in; nested mappings merge, everything else is replaced."""
-    out = copy.deepcopy(base)
-    for k, v in (top or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
+def preset_path(config):
+    """config/presets/<preset>.yaml (or `preset_file`): the Snakefile loads it with `configfile:`
+    after config/config.yaml, and Snakemake puts --configfile/--config on top of both."""
+    name = config.get("preset", "paper")
+    path = config.get("preset_file") or os.path.join("config", "presets", f"{name}.yaml")
+    if not os.path.isfile(path):
+        known = sorted(p.stem for p in Path("config", "presets").glob("*.yaml"))
+        raise WorkflowError(f"preset {name!r}: {path} does not exist; known presets: {', '.join(known)}")
+    return path
 
 
 def typed(value):
@@ -51,35 +51,20 @@ def typed(value):
     return value
 
 
-def command_line_config():
-    """What --configfile/--config gave (so that it wins over the preset)."""
-    settings = getattr(workflow, "config_settings", None)
-    return typed(getattr(settings, "overwrite_config", None) or {})
-
-
-def apply_preset(config):
-    """Layer config/presets/<preset>.yaml between config/config.yaml and the command line, in place."""
-    cli = command_line_config()
-    name = cli.get("preset", config.get("preset", "paper"))
-    path = cli.get("preset_file", config.get("preset_file")) or os.path.join("config", "presets", f"{name}.yaml")
-    if not os.path.isfile(path):
-        known = sorted(p.stem for p in Path("config", "presets").glob("*.yaml"))
-        raise WorkflowError(f"preset {name!r}: {path} does not exist; known presets: {', '.join(known)}")
-    with open(path) as f:
-        preset = yaml.safe_load(f) or {}
-    merged = deep_merge(deep_merge(config, preset), cli)
-    config.clear()
-    config.update(merged)
-
-
 def setup_environment(config):
     """Environment of every job: this Python first on PATH (so `python` is the one running
     Snakemake, even from an unactivated venv), the MLflow store (MLFLOW_TRACKING_URI from the
-    environment wins over the config) and no MLflow telemetry."""
+    environment wins over the config), no MLflow telemetry, passive OpenMP threads (spinning
+    ones slow down parallel CPU jobs), and the host keys of the training config in $ASGE_RUNTIME:
+    the environment, not a rule param, so that moving the data reruns nothing."""
+    from asge.runconfig import HOST_KEYS, RUNTIME_ENV
+
     bindir = os.path.dirname(sys.executable)
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
         os.environ.update(PATH=os.pathsep.join([bindir, os.environ.get("PATH", "")]))
-    os.environ.update(MLFLOW_TRACKING_URI=tracking_uri(config), MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    host = {k: config[k] for k in HOST_KEYS if config.get(k) is not None}
+    os.environ.update(MLFLOW_TRACKING_URI=tracking_uri(config), MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
+                      OMP_WAIT_POLICY="PASSIVE", **{RUNTIME_ENV: json.dumps(host, sort_keys=True)})
 
 
 def tracking_uri(config):
@@ -164,78 +149,65 @@ def run_files(runs, name):
     return [run_dir(r, name) for r in runs]
 
 
-def name_regex(names):
-    """A wildcard constraint matching exactly `names` (never matches when empty)."""
-    return "|".join(re.escape(n) for n in sorted(names)) or "(?!x)x"
-
-
-def asge_run_regex():
-    return name_regex({r.name for r in planned_runs().values() if r.method == "asge"})
-
-
-def other_run_regex():
-    return name_regex({r.name for r in planned_runs().values() if r.method != "asge"})
-
-
 # --- what a training job gets ------------------------------------------------------------------
-def run_settings(run):
-    """The run's training-config overrides (all -> method -> data set -> pair -> variant) and the
-    data settings; the seed last. These become `--set key=value` arguments."""
+def run_layers(run):
+    """The run's training-config layers from the workflow config (all -> method -> data set ->
+    pair -> variant, then the seed); the run file config/runs/<method>/<dataset>.yaml goes below."""
     ov = config["overrides"]
-    out = {}
-    for layer in (ov.get("all"), (ov.get("method") or {}).get(run.method), (ov.get("dataset") or {}).get(run.dataset),
-                  (ov.get("method_dataset") or {}).get(f"{run.method}/{run.dataset}"), run.variant_settings):
-        out.update(layer or {})
-    out.update(data_root=config["data_root"], data_mirrors=list(config["data_mirrors"]), offline=config["offline"],
-               require_gpu=config["require_gpu"], seed=run.seed)
-    return out
+    layers = [ov.get("all"), (ov.get("method") or {}).get(run.method), (ov.get("dataset") or {}).get(run.dataset),
+              (ov.get("method_dataset") or {}).get(f"{run.method}/{run.dataset}"), run.variant_settings,
+              {"seed": run.seed}]
+    return [layer for layer in layers if layer]
+
+
+@lru_cache(maxsize=None)
+def resolved_request(study, name):
+    """The request of a run: its config resolved once, here, without the host keys (asge.runconfig).
+    A misspelt key, a wrong type or an impossible value stops the workflow before any job runs."""
+    from asge.config import ConfigError
+    from asge.runconfig import HOST_KEYS, request_of, resolve
+
+    run = planned_runs()[(study, name)]
+    host = sorted(k for layer in run_layers(run) for k in layer if k in HOST_KEYS)
+    if host:
+        raise WorkflowError(f"run {study}/{name}: {', '.join(host)} cannot be set per run; set them at the top "
+                            f"level of the workflow config (they apply to every job)")
+    try:
+        return request_of(resolve(run.method, run.dataset, layers=run_layers(run)))
+    except (ConfigError, ValueError) as e:
+        raise WorkflowError(f"run {study}/{name}: {e}") from None
 
 
 def validate_runs():
-    """Resolve every planned run's training config now, so that a misspelt key, a wrong type or
-    an impossible value (e.g. a CwC-FF channel count that cannot be grouped) stops the workflow
-    before any job runs, with the training command's own message."""
-    from asge.config import ConfigError
-    from asge.train import resolve
-
-    for run in planned_runs().values():
-        sets = [f"{k}={set_value(v)}" for k, v in sorted(run_settings(run).items())]
-        try:
-            resolve(run.method, run.dataset, overrides=sets)
-        except (ConfigError, ValueError) as e:
-            raise WorkflowError(f"run {run.study}/{run.name}: {e}") from None
+    """Resolve every planned run now (see resolved_request)."""
+    for study, name in planned_runs():
+        resolved_request(study, name)
 
 
-def set_value(value):
-    """A value as the YAML that `--set key=value` parses back to it."""
-    return value if isinstance(value, str) else json.dumps(value)
+@lru_cache(maxsize=None)
+def default_request(method, dataset):
+    """The resolved config of a method's run file alone (T7's builders read it; a rerun trigger)."""
+    from asge.runconfig import request_of, resolve
+
+    return request_of(resolve(method, dataset))
 
 
-def train_sets(wildcards):
-    """`--set key=value ...` (shell-quoted) of a run."""
-    settings = run_settings(get_run(wildcards))
-    return " ".join(f"--set {shlex.quote(f'{k}={set_value(v)}')}" for k, v in sorted(settings.items()))
-
-
+@lru_cache(maxsize=None)
 def run_file_text(method, dataset):
-    """The run file config/runs/<method>/<dataset>.yaml as the training command reads it
-    (canonical JSON; '' when the method has none)."""
-    from asge.train import default_run_file
+    """The run file config/runs/<method>/<dataset>.yaml as canonical JSON ('' when the method has
+    none): the paper-scale settings against which T1 judges comparability."""
+    from asge.runconfig import default_run_file
 
     path = default_run_file(method, dataset)
     if not path.is_file():
         return ""
-    with open(path) as f:
-        return json.dumps(yaml.safe_load(f) or {}, sort_keys=True)
+    return json.dumps(yaml.safe_load(path.read_text()) or {}, sort_keys=True)
 
 
-def settings_id(wildcards):
-    """Digest of everything that defines a run's result: method, data set, the `--set` overrides
-    and the content of its run file (so that editing the run file reruns the runs it configures).
-    The job keeps it beside the checkpoint (settings.id) to recognise a stale checkpoint."""
-    run = get_run(wildcards)
-    payload = [run.method, run.dataset, train_sets(wildcards), run_file_text(run.method, run.dataset)]
-    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+def run_request(wildcards):
+    """The resolved request of the wildcards' run (the request rule's param: its rerun trigger)."""
+    get_run(wildcards)
+    return resolved_request(wildcards.study, wildcards.run)
 
 
 def experiment_args(wildcards):

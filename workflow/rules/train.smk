@@ -1,28 +1,41 @@
-# Training: one job per planned run (see planned_runs in common.smk), calling the suite's
-# training command. The run folder results/runs/<study>/<run>/ holds config.yaml, history.csv,
-# metrics.json (written last) and checkpoint.pt. The checkpoint is not a declared output, so
-# it survives Snakemake's removal of a failed job's outputs and a rerun resumes from it. The
-# job records the digest of its settings (settings.id) beside it: when a rerun comes with
-# other settings (the params or the run file changed), the stale checkpoint is removed first.
+# Training: one job per planned run (see planned_runs in common.smk). The `request` rule writes
+# the run's resolved config to results/runs/<study>/<run>/request.yaml; its param is that config,
+# so a changed setting reruns exactly this run. `train` trains what the request says into the
+# same folder (asge.runfolder): config.yaml, history.csv, diagnostics.pt, metrics.json (written
+# last) and checkpoint.pt. The checkpoint is not a declared output, so it survives Snakemake's
+# removal of a failed job's outputs: a rerun resumes from it, also when only `epochs` grew. A
+# checkpoint of other settings is discarded (--force: the workflow owns its run folders).
+
+
+rule request:
+    output:
+        request=results("runs", "{study}", "{run}", "request.yaml"),
+    log:
+        results("logs", "request", "{study}", "{run}.log"),
+    wildcard_constraints:
+        study="|".join(STUDIES),
+    params:
+        request=run_request,
+    localrule: True
+    run:
+        write_request(output.request, params.request)
+        Path(log[0]).write_text(f"wrote {output.request}\n")
 
 
 rule train:
     input:
         unpack(tracking_inputs),
+        request=results("runs", "{study}", "{run}", "request.yaml"),
     output:
         metrics=results("runs", "{study}", "{run}", "metrics.json"),
         history=results("runs", "{study}", "{run}", "history.csv"),
         config=results("runs", "{study}", "{run}", "config.yaml"),
+        diagnostics=results("runs", "{study}", "{run}", "diagnostics.pt"),
     log:
         results("logs", "train", "{study}", "{run}.log"),
     wildcard_constraints:
         study="|".join(STUDIES),
-        run=other_run_regex(),
     params:
-        method=lambda wildcards: get_run(wildcards).method,
-        dataset=lambda wildcards: get_run(wildcards).dataset,
-        sets=train_sets,
-        settings=settings_id,
         tracking=experiment_args,
         launcher=train_launcher,
     threads: job_resource("threads")
@@ -36,21 +49,5 @@ rule train:
     conda:
         "../envs/asge.yaml"
     shell:
-        "export OMP_WAIT_POLICY=PASSIVE; out=$(dirname {output.metrics:q}); mkdir -p \"$out\"; "
-        "if [ -f \"$out/checkpoint.pt\" ] && [ -f \"$out/settings.id\" ] "
-        "&& [ \"$(cat \"$out/settings.id\")\" != {params.settings} ]; then "
-        "echo 'settings changed: removing the stale checkpoint' >{log:q}; rm \"$out/checkpoint.pt\"; fi; "
-        "echo {params.settings} >\"$out/settings.id\"; "
-        "{params.launcher} --method {params.method} --dataset {params.dataset} --out \"$out\" "
-        "{params.sets} --set threads={threads} {params.tracking} >>{log:q} 2>&1"
-
-
-use rule train as train_asge with:
-    output:
-        metrics=results("runs", "{study}", "{run}", "metrics.json"),
-        history=results("runs", "{study}", "{run}", "history.csv"),
-        config=results("runs", "{study}", "{run}", "config.yaml"),
-        goodness=results("runs", "{study}", "{run}", "goodness.pt"),
-    wildcard_constraints:
-        study="|".join(STUDIES),
-        run=asge_run_regex(),
+        "{params.launcher} --request {input.request:q} --out $(dirname {input.request:q}) --force "
+        "--set threads={threads} {params.tracking} >{log:q} 2>&1"

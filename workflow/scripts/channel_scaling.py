@@ -1,6 +1,6 @@
 """Table T7: how parameters and goodness dimensions of CwC-FF and ASGE grow with the class count.
 
-Nothing is trained: the models are built by the suite's own builders (asge.registry.create_method)
+Nothing is trained: the models are built by the suite's own builders (asge.methods.create_method)
 for a data set description whose class count is replaced (a SimpleNamespace), from the run
 files' configurations (config/runs/<method>/<dataset>.yaml, else the method defaults).
 
@@ -40,8 +40,8 @@ def _count(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def asge_row(dataset: str, n: int) -> dict[str, Any]:
-    from asge.registry import create_method
-    from asge.train import resolve
+    from asge.methods import create_method
+    from asge.runconfig import resolve
 
     cfg = resolve("asge", dataset)
     model = create_method("asge", cfg, _info(dataset, n))
@@ -65,8 +65,8 @@ def cwc_widths(cfg: dict[str, Any], n: int, n_base: int, rule: str) -> tuple[lis
 
 
 def cwc_row(dataset: str, n: int, rule: str) -> dict[str, Any]:
-    from asge.registry import create_method
-    from asge.train import resolve
+    from asge.methods import create_method
+    from asge.runconfig import resolve
 
     cfg = dict(resolve("cwc", dataset))
     n_base = _info(dataset, 10).num_classes if dataset != "cifar100" else 100

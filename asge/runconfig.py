@@ -1,0 +1,123 @@
+"""Resolving a run's config, once: the layers, the request file and the one digest of a result.
+
+    from asge.runconfig import resolve
+    cfg = resolve("asge", "mnist", overrides=["epochs=3"])
+
+Layers, later wins: the key defaults (asge.config.COMMON_KEYS and the method's own keys, the
+only place defaults live) -> config/runs/<method>/<dataset>.yaml -> config files -> `key=value`
+overrides. The workflow resolves every run when it plans the DAG and writes the result to the
+run folder's request.yaml; `python -m asge.train --request` trains exactly that, adding only the
+runtime keys (where the data is, threads, device), which never change a result.
+Importable without the training command (no torch, no CLI).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: keys that say where and how a run executes, never what it computes: changing them reruns
+#: nothing in the workflow and keeps a checkpoint valid
+RUNTIME_KEYS = ("threads", "log_every", "device", "require_gpu", "data_root", "data_mirrors", "offline", "cache_dir",
+                "num_workers", "eval_batch_size")
+
+#: the runtime keys the workflow sets for every job from its own config (where the data is, how
+#: many threads): never part of a request; they reach the job through $ASGE_RUNTIME and --set,
+#: not through a rule param, so that moving the data reruns nothing
+HOST_KEYS = ("data_root", "data_mirrors", "offline", "require_gpu", "threads")
+
+#: the environment variable that carries them (JSON)
+RUNTIME_ENV = "ASGE_RUNTIME"
+
+
+def default_run_file(method: str, dataset: str) -> Path:
+    """config/runs/<method>/<dataset>.yaml (it may not exist)."""
+    return REPO / "config" / "runs" / method / f"{dataset}.yaml"
+
+
+def resolve(method: str, dataset: str, config_files: Sequence[str | Path] = (), overrides: Sequence[str] = (),
+            use_defaults: bool = True, layers: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The validated config of a run (raises ConfigError/ValueError with a clear message).
+    `layers` (mappings) go between the config files and the `key=value` overrides."""
+    from asge.config import load_yaml, parse_override, resolve_config
+    from asge.data.catalog import dataset_info
+    from asge.methods import method_class
+
+    cls = method_class(method)
+    dataset_info(dataset)  # unknown data set: clear error listing the known ones
+    stack: list[Mapping[str, Any]] = []
+    run_file = default_run_file(method, dataset)
+    if use_defaults and run_file.exists():
+        stack.append(load_yaml(run_file))
+    stack += [load_yaml(f) for f in config_files]
+    stack += list(layers)
+    stack.append(dict(parse_override(o) for o in overrides))
+    cfg = resolve_config(method, dataset, stack, cls)
+    dataset_info(dataset, cfg)  # checks the keys that depend on the data set (input_mean, input_std)
+    return cfg
+
+
+def result_digest(cfg: Mapping[str, Any]) -> str:
+    """The one answer to "is this the same run?": a digest of everything that changes a result,
+    i.e. every key but `epochs` (a run may be extended) and the runtime keys. Recorded in the
+    checkpoint and in metrics.json (`config_hash`)."""
+    payload = {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS and k != "epochs"}
+    for k in ("amp", "channels_last"):
+        # "auto" is what `true` meant before these keys took "auto": the same digest, so that
+        # checkpoints written then still resume
+        if payload.get(k) == "auto":
+            payload[k] = True
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def request_of(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What the workflow asks a run for: the resolved config without the host keys."""
+    return {k: v for k, v in sorted(cfg.items()) if k not in HOST_KEYS}
+
+
+def write_request(path: str | Path, request: Mapping[str, Any]) -> None:
+    """Write a request file (atomically, readable by the group)."""
+    import yaml
+
+    from asge.atomic import write_text
+
+    write_text(path, "# written by the workflow (asge.runconfig): the resolved config of this run\n"
+               + yaml.safe_dump(dict(request), sort_keys=True))
+
+
+def read_request(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The config of a request file, with the runtime keys from $ASGE_RUNTIME and `overrides`
+    (which may set runtime keys only: anything else belongs in the request)."""
+    from asge.config import ConfigError, load_yaml, parse_override
+
+    request = load_yaml(path)
+    for k in ("method", "dataset"):
+        if not isinstance(request.get(k), str):
+            raise ConfigError(f"request file {path} has no {k!r}; it is written by the workflow (asge.runconfig)")
+    runtime = runtime_from_env()
+    runtime.update(parse_override(o) for o in overrides)
+    bad = sorted(set(runtime) - set(RUNTIME_KEYS))
+    if bad:
+        raise ConfigError(f"with --request only runtime keys may be set ({', '.join(RUNTIME_KEYS)}); got {bad}: "
+                          f"change them in the workflow config so that the request file records them")
+    return resolve(request["method"], request["dataset"], use_defaults=False, layers=[request, runtime])
+
+
+def runtime_from_env() -> dict[str, Any]:
+    """The runtime keys the workflow put into $ASGE_RUNTIME (JSON), or {}."""
+    from asge.config import ConfigError
+
+    raw = os.environ.get(RUNTIME_ENV)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"${RUNTIME_ENV} is not valid JSON ({e}); unset it or fix it") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"${RUNTIME_ENV} must be a JSON object of runtime keys")
+    return value

@@ -1,0 +1,238 @@
+"""The run folder and everything written into it, in one place.
+
+A run folder (e.g. results/smoke/runs/main/asge-mnist-s0/) holds:
+
+    request.yaml     the resolved config the workflow asks for (written by the workflow)
+    config.yaml      the config the run trained with (request + runtime settings)
+    history.csv      one row per epoch and readout
+    checkpoint.pt    model, optimiser, epoch, RNG states (every epoch; never committed)
+    diagnostics.pt   what the method chooses to keep (Method.diagnostics), e.g. ASGE's goodness
+    metrics.json     the final numbers (schema: `Metrics`), written last: it means "finished"
+    .lock            held (flock) by the process that trains into the folder
+
+Policy (one digest, `asge.runconfig.result_digest`, which ignores `epochs` and the runtime keys):
+a finished folder with the same digest is done, or resumes from its checkpoint when only `epochs`
+grew; an unfinished one resumes from its checkpoint. A finished run or a checkpoint with another
+digest is refused, unless `force` (the workflow always forces: a changed request retrains), which
+deletes them and starts from scratch. A corrupt checkpoint is never deleted: it stops the run.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence, TypedDict
+
+from asge.atomic import save_torch, write_json, write_text
+
+log = logging.getLogger("asge")
+
+REQUEST = "request.yaml"
+CONFIG = "config.yaml"
+HISTORY = "history.csv"
+CHECKPOINT = "checkpoint.pt"
+DIAGNOSTICS = "diagnostics.pt"
+METRICS = "metrics.json"
+LOCK = ".lock"
+
+
+class StrategyMetrics(TypedDict, total=False):
+    """Test numbers of one prediction strategy (asge.evaluate)."""
+
+    acc: float
+    top5: float
+    inference_layers: int
+    inference_params: int
+    inference_memory_bytes: int
+    inference_memory_method: str
+
+
+class Metrics(TypedDict, total=False):
+    """metrics.json: the one definition that the engine writes and tracking and aggregate read."""
+
+    method: str
+    dataset: str
+    seed: int
+    config_hash: str            # asge.runconfig.result_digest of the config
+    epochs: int
+    primary_strategy: str
+    test_acc: float             # the primary strategy's test accuracy
+    strategies: dict[str, StrategyMetrics]
+    best_readout: str           # picked on validation accuracy, never on test
+    readouts: list[str]
+    val_acc_per_readout: list[float]
+    test_acc_per_readout: list[float]
+    params_total: int
+    params_trainable: int
+    fixed_buffer_values: int
+    epoch_time_s_mean: float
+    train_time_s: float
+    train_images_per_s: float
+    peak_train_memory_bytes: int | None
+    compile_time_s: float       # compile runs only; kept out of the epoch times
+    hardware: dict[str, str]    # asge.runtime.hardware_info
+    method_extra: dict[str, Any]
+    world_size: int
+    data_splits: dict[str, int]
+
+
+#: the numeric cost columns that aggregate copies into runs.csv and tracking logs as metrics
+COST_FIELDS = ("params_total", "params_trainable", "fixed_buffer_values", "epoch_time_s_mean", "train_time_s",
+               "train_images_per_s", "peak_train_memory_bytes", "compile_time_s")
+
+
+def hardware_label(hw: Mapping[str, Any]) -> str:
+    """The hardware a run was measured on, in words: the GPU's name, or the CPU and threads."""
+    if hw.get("gpu"):
+        return str(hw["gpu"])
+    return f"CPU {hw.get('cpu', '?')}, threads={hw.get('threads', '?')}"
+
+
+def read_metrics(out: str | Path) -> Metrics:
+    return json.loads((Path(out) / METRICS).read_text())
+
+
+def read_config(out: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(out) / CONFIG
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process is training into the same run folder."""
+
+
+class RunFolderMismatch(RuntimeError):
+    """A finished run folder holds a run with other settings."""
+
+
+class RunFolder:
+    """Owner of one run folder: lock, resume policy and every file written into it."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+
+    def path(self, name: str) -> Path:
+        return self.out / name
+
+    @property
+    def finished(self) -> bool:
+        return self.path(METRICS).exists()
+
+    # --- lock ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock for the whole run (released when the process dies). Under torchrun
+        only rank 0 takes it: the ranks of one run share the folder by design."""
+        import fcntl
+
+        if int(os.environ.get("RANK", "0")) != 0:
+            yield
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.path(LOCK), "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunFolderBusy(f"another process is training into {self.out} (it holds {self.path(LOCK)}); "
+                                    f"wait for it to finish or use another --out folder") from None
+            yield
+
+    # --- policy ----------------------------------------------------------------------
+    def verdict(self, cfg: Mapping[str, Any]) -> tuple[str, str]:
+        """For a finished folder: ("done", ""), ("extend", "") when only `epochs` grew (resume from
+        the checkpoint), or ("differs", what differs)."""
+        from asge.runconfig import RUNTIME_KEYS, result_digest
+
+        metrics = read_metrics(self.out)
+        if metrics.get("config_hash") == result_digest(cfg):
+            if cfg["epochs"] == metrics.get("epochs"):
+                return "done", ""
+            if cfg["epochs"] > metrics.get("epochs", 0) and self.path(CHECKPOINT).exists():
+                return "extend", ""
+            return "differs", f"epochs {metrics.get('epochs')} -> {cfg['epochs']}"
+        old = read_config(self.out)
+        keys = sorted(k for k in set(old) | set(cfg) if k not in RUNTIME_KEYS and k != "epochs"
+                      and old.get(k) != cfg.get(k))
+        return "differs", "keys: " + (", ".join(keys) if keys else "unknown (no config.yaml)")
+
+    def prepare(self, cfg: Mapping[str, Any], force: bool = False) -> bool:
+        """Apply the policy before training. False: the run is finished with these settings
+        (nothing to do). Raises RunFolderMismatch for a finished run, or a checkpoint, with other
+        settings, unless `force` (then they are deleted and the run starts from scratch)."""
+        if self.finished:
+            verdict, why = self.verdict(cfg)
+            if verdict == "done":
+                return False
+            if verdict == "differs" and not force:
+                raise RunFolderMismatch(
+                    f"{self.out} holds a finished run with other settings ({why}); train into a new --out folder, "
+                    f"or pass --force to retrain this one from scratch (deletes its checkpoint and metrics)")
+            if verdict == "differs":
+                log.info("--force: retraining %s from scratch", self.out)
+                self.path(METRICS).unlink(missing_ok=True)
+                self.path(CHECKPOINT).unlink(missing_ok=True)
+        stale = self.stale_checkpoint(cfg)
+        if stale and not force:
+            raise RunFolderMismatch(
+                f"{self.path(CHECKPOINT)} belongs to an unfinished run with other settings ({stale}); pass --force "
+                f"to discard it and start from scratch, or train into a new --out folder")
+        if stale:
+            log.info("--force: removing the stale checkpoint %s (%s)", self.path(CHECKPOINT), stale)
+            self.path(CHECKPOINT).unlink()
+        return True
+
+    def stale_checkpoint(self, cfg: Mapping[str, Any]) -> str:
+        """What differs between `cfg` and the settings of a readable checkpoint written for other
+        settings; '' when there is none, it matches, or it is unreadable (then load_checkpoint
+        reports it: nothing is deleted on a guess)."""
+        import torch
+
+        from asge.runconfig import RUNTIME_KEYS, result_digest
+
+        ckpt = self.path(CHECKPOINT)
+        if not ckpt.exists():
+            return ""
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            old_digest, old = state["config_hash"], dict(state.get("config") or {})
+        except Exception:  # noqa: BLE001 - reported with a clear message when it is loaded
+            return ""
+        if old_digest == result_digest(cfg):
+            return ""
+        keys = sorted(k for k in set(old) | set(cfg) if k not in RUNTIME_KEYS and k != "epochs"
+                      and old.get(k) != cfg.get(k))
+        return "keys: " + (", ".join(keys) if keys else f"digest {old_digest}")
+
+    # --- files -----------------------------------------------------------------------
+    def write_config(self, cfg: Mapping[str, Any]) -> None:
+        import yaml
+
+        write_text(self.path(CONFIG), yaml.safe_dump(dict(cfg), sort_keys=True))
+
+    def write_history(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        write_text(self.path(HISTORY), history_csv(rows))
+
+    def write_diagnostics(self, diagnostics: Mapping[str, Any]) -> None:
+        save_torch(self.path(DIAGNOSTICS), dict(diagnostics))
+
+    def write_metrics(self, metrics: Metrics) -> None:
+        """Last: its presence means the run finished."""
+        write_json(self.path(METRICS), metrics)
+
+
+def history_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The history rows as CSV; columns in order of first appearance."""
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
