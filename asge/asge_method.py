@@ -8,10 +8,11 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from asge.backbone import BACKBONE_KEYS, build_blocks, check_backbone, layer_channels, pool2d
-from asge.config import ConfigError, Key
+from asge.backbone import BACKBONE_KEYS, build_blocks, layer_channels, pool2d
+from asge.config import Key
 from asge.goodness import FixedProjection, patch_count, patch_energy
-from asge.method import Method, StepStats
+from asge.layerlocal import LayerLocalMethod
+from asge.method import StepStats
 from asge.registry import register_method
 
 ASGE_KEYS: dict[str, Key] = {
@@ -33,18 +34,11 @@ ASGE_KEYS: dict[str, Key] = {
 
 
 @register_method("asge")
-class ASGE(Method):
+class ASGE(LayerLocalMethod):
     """Layer-local training with adaptive spatial goodness and fixed random projections."""
 
+    display_name = "ASGE"
     keys = ASGE_KEYS
-    layer_local = True
-    strategies = ("fusion", "last", "best")
-
-    @classmethod
-    def check_config(cls, cfg: Mapping[str, Any]) -> None:
-        check_backbone(cfg)
-        if cfg["fusion_from"] > len(cfg["channels"]):
-            raise ConfigError(f"config key 'fusion_from': {cfg['fusion_from']} exceeds the {len(cfg['channels'])} layers")
 
     def __init__(self, cfg: Mapping[str, Any], info: Any) -> None:
         super().__init__(cfg, info)
@@ -62,10 +56,6 @@ class ASGE(Method):
                                          cfg["projection_trainable"]))
         self.heads = torch.nn.ModuleList(heads)
 
-    @property
-    def readout_names(self) -> list[str]:
-        return [f"layer{i}" for i in range(1, len(self.blocks) + 1)]
-
     def _layer(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, block output) of block i for input x."""
         h, p = self.blocks[i].parts(x)
@@ -77,40 +67,28 @@ class ASGE(Method):
             return self.heads[i](g), p
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> StepStats:
-        losses, correct, fused = [], [], []
-        for i in range(len(self.blocks)):
-            logits, out = self._layer(i, x.detach())
+        def local_loss(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg["label_smoothing"])
-            if self.cfg["execution"] == "per_layer":
-                loss.backward()  # frees this block's graph before the next block runs
-            else:
-                fused.append(loss)
-            losses.append(loss.detach())
-            correct.append((logits.detach().argmax(1) == y).sum())
-            x = out.detach()
-        if fused:
-            torch.stack(fused).sum().backward()
-        return StepStats(torch.stack(losses), torch.stack(correct))
+            return loss, (logits.detach().argmax(1) == y).sum()
+
+        losses, correct = self.train_layers(x, local_loss, fused=self.cfg["execution"] == "fused")
+        return StepStats(losses, torch.stack(correct))
 
     @torch.no_grad()
     def layer_scores(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
-        scores = []
-        for i in range(upto or len(self.blocks)):
-            logits, x = self._layer(i, x)
-            scores.append(logits.float())
-        return scores
+        return [logits.float() for logits in self.readouts(x, upto=upto)[0]]
 
-    def predict(self, scores: list[torch.Tensor], strategy: str, best: int) -> torch.Tensor:
-        if strategy == "fusion":
-            return torch.stack([s.softmax(1) for s in scores[self.cfg["fusion_from"] - 1:]]).sum(0)
-        return super().predict(scores, strategy, best)
+    def fusion_term(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores.softmax(1)  # Fusion Pred sums class probabilities
 
-    def inference_params(self, strategy: str, best: int) -> int:
-        n = self.inference_layers(strategy, best)
-        blocks = sum(p.numel() for b in self.blocks[:n] for p in b.parameters())
+    def readout_params(self, strategy: str, best: int, n: int) -> int:
         used = range(n - 1, n) if strategy != "fusion" else range(self.cfg["fusion_from"] - 1, n)
         # the last block's norm output is not needed by its own head, but it is tiny; count it
-        return blocks + sum(self.heads[i].weight.numel() + self.heads[i].bias.numel() for i in used)
+        return sum(self.heads[i].weight.numel() + self.heads[i].bias.numel() for i in used)
+
+    def diagnostics(self, x: torch.Tensor) -> dict[str, Any]:
+        """Fig. 4 data: the goodness distributions of the first 64 images of x."""
+        return {"goodness": self.goodness_distributions(x[:64])}
 
     def extra_state_for_metrics(self) -> dict[str, Any]:
         return {"patches": self.patches, "goodness_dims": [h.weight.shape[1] for h in self.heads]}

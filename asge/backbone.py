@@ -99,14 +99,8 @@ class ChannelLayerNorm(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """norm (of the previous block's output) -> conv -> ReLU -> optional pooling.
-
-    The paper's block is Conv -> ReLU -> pool -> LayerNorm -> next block. The norm is kept
-    here, at the start of the next block, because layer-local training detaches the pooled
-    output: a norm placed after the detach point belongs to the next layer's graph and is
-    trained by its loss; placed before it, its affine parameters would never get a gradient.
-    The computation is the same sequence either way.
-    """
+    """norm (of the previous block's output) -> conv -> ReLU -> optional pooling; why the norm
+    starts the next block rather than ending this one: docs/method.md, "Where the norm sits"."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, pool: str | None, norm: str, hw_in: int,
                  affine: bool = True) -> None:

@@ -37,6 +37,8 @@ class Method(nn.Module):
     """Base class of registered methods (see asge.registry.register_method)."""
 
     name: str = "?"
+    #: how tables and figures name the method (register_method defaults it to `name`)
+    display_name: str = "?"
     #: method-specific configuration keys (name -> Key), validated like the common ones
     keys: dict[str, Key] = {}
     #: True when no gradient crosses layers (tested for every such method)
@@ -104,4 +106,8 @@ class Method(nn.Module):
 
     def extra_state_for_metrics(self) -> dict[str, Any]:
         """Method-specific numbers for metrics.json (e.g. goodness dimensions)."""
+        return {}
+
+    def diagnostics(self, x: torch.Tensor) -> dict[str, Any]:
+        """Method-specific data from one test batch x after training, saved as diagnostics.pt."""
         return {}

@@ -1,10 +1,5 @@
-"""BP: the very same backbone as ASGE, trained end to end with backpropagation.
-
-The conv blocks come from asge.backbone.build_blocks with the same keys and defaults as ASGE
-(conv -> ReLU -> RMS pooling in the pooling layers -> LayerNorm), so that a comparison
-isolates the learning rule. The classifier head (`head: gap_linear`, the only choice) is a
-global average pool of the last feature map followed by Linear(C_L, N): one cross-entropy
-loss, one backward through all blocks. One readout ("head"), one strategy ("last").
+"""BP: the same backbone as ASGE (or a conventional VGG, `bpvgg`) trained end to end with backpropagation,
+so that a comparison isolates the learning rule (docs/baselines.md, section "BP").
 """
 from __future__ import annotations
 
@@ -30,6 +25,7 @@ BP_KEYS: dict[str, Key] = {
 class Backprop(Method):
     """End-to-end backpropagation through the shared backbone and a linear head."""
 
+    display_name = "BP"
     keys = BP_KEYS
     layer_local = False
     strategies = ("last",)
@@ -78,13 +74,10 @@ BPVGG_KEYS: dict[str, Key] = {
 
 @register_method("bpvgg")
 class ConventionalVGG(Backprop):
-    """BP on a conventional VGG: conv -> BatchNorm -> ReLU -> max-pool, GAP + linear head.
+    """BP on a conventional VGG: conv -> BatchNorm -> ReLU -> max-pool, GAP + linear head (the
+    literature's kind of BP net; docs/baselines.md, section "BP")."""
 
-    The second BP row: the "same block" BP (`bp`) isolates the learning rule, this one is the
-    kind of net the BP figures of the literature come from (Nøkland & Eidnes 2019's VGG8 family),
-    trained with SGD and real weight decay in its run files.
-    """
-
+    display_name = "BP (VGG)"
     keys = BPVGG_KEYS
 
     @classmethod

@@ -1,50 +1,5 @@
-"""CwC-FF: channel-wise competitive Forward-Forward (Papachristodoulou et al., AAAI 2024,
-arXiv 2312.12668; official code github.com/andreaspapac/CwComp), on the shared engine.
-
-No negative data. Layer: conv 3x3 (stride 1, padding 1, groups g) -> ReLU -> optional max-pool
-2x2 -> BatchNorm. Each layer's output channels are split into K contiguous groups, one per
-class (K = N, or the number of superclasses in superclass layers); the class goodness
-G_j = mean over group j's channels and positions of y^2, and the layer loss is softmax
-cross-entropy with the K goodness values as logits ("CwC loss"). Each layer's input is
-detached and each layer calls backward right after its forward.
-
-Choices this module makes (documented in BASELINES.md and here):
-
-- Where goodness is taken (`goodness_site`): "after_norm" (default) takes it on the block's
-  output *after* BatchNorm, as the official code does (`goodness_factorCW` is applied to
-  `y = conv_bn(maxpool(relu(conv(x))))`, in training with batch statistics); "before_norm"
-  takes it on the ReLU/pooled activation before BatchNorm.
-- The CFSE block of the paper is expressed by data: `groups` per layer (1 = standard conv,
-  N = class-grouped conv) and `pool_layers`. Every layer's channel count must be a multiple
-  of its class-group count, and a grouped conv's in/out channels multiples of its groups:
-  `check_config` refuses anything else, naming the key. This is the paper's constraint that
-  channels grow with the class count ("channel explosion").
-- Superclass layers (`superclass_layers` = k, `superclasses` = S): the first k layers train on
-  S groups of N/S consecutive fine labels (target y // (N/S)), as the official CIFAR-100 code
-  does (y // 5; these are not CIFAR-100's semantic coarse labels). Their readout expands each
-  superclass score to its N/S fine classes, so every readout is [B, N]; the per-readout
-  train/val accuracy of such a layer is therefore on fine labels (its argmax picks the first
-  fine class of the winning superclass), while the extra training column `group_acc` gives
-  every layer's accuracy on its own targets.
-- ILT (`ilt_windows`): layer i trains only in epochs [start, end). Outside its window it runs
-  under no_grad (its parameters keep grad None, so the optimiser skips them), its loss is still
-  reported, and its BatchNorm keeps updating its running statistics in training mode, as in
-  the official code. The extra training column `trained` is 1 in epochs where a readout trained.
-- Predictors: "ga" = argmax of the last layer's class goodness (one pass); "sf" = a linear
-  softmax head (nn.Linear, its own parameter group) trained with cross-entropy in the same
-  train_step on the detached last-layer output, flattened (`sf_input: flatten`, the official
-  code's choice; "gap" = globally average-pooled, for very wide last layers). It trains from
-  epoch `sf_start_epoch` on (the official code starts it when the last ILT window opens).
-  As in the official code (`Softmax_CF`), the head by default applies a softmax before the
-  cross-entropy (a double softmax, `sf_loss: double_softmax`) and has its own plain SGD
-  (`sf_optimizer: sgd`, no momentum, lr `sf_lr`, 0.01 in the run files), stepped in the
-  engine's `after_step` hook (after gradients are averaged under DDP; plain SGD has no state
-  to checkpoint). `sf_optimizer: run` puts the head in the run's optimiser instead (Adam; the
-  earlier default of this suite), `sf_loss: ce` gives plain cross-entropy on the logits.
-- One optimiser over all layers instead of one Adam per layer: Adam's update is per parameter,
-  so this is the same update (lr 0.01, constant, batch 128 in the run files).
-- Model selection: the official code keeps the weights of the best *test* epoch; this suite
-  reports the final epoch (test data is never used for selection).
+"""CwC-FF: channel-wise competitive Forward-Forward (Papachristodoulou et al., AAAI 2024; official code
+github.com/andreaspapac/CwComp); every choice and its key: docs/baselines.md, section "CwC-FF".
 """
 from __future__ import annotations
 
@@ -55,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from asge.config import ConfigError, Key
-from asge.method import Method, StepStats
+from asge.layerlocal import LayerLocalMethod
+from asge.method import StepStats
 from asge.registry import register_method
 
 
@@ -172,11 +128,11 @@ class CwCLayer(nn.Module):
 
 
 @register_method("cwc")
-class CwCFF(Method):
+class CwCFF(LayerLocalMethod):
     """Channel-wise competitive layer-local learning with CFSE blocks, ILT and GA/Sf predictors."""
 
+    display_name = "CwC-FF"
     keys = CWC_KEYS
-    layer_local = True
     strategies = ("ga", "sf")
 
     @classmethod
@@ -210,8 +166,12 @@ class CwCFF(Method):
                          if cfg["sf_optimizer"] == "sgd" else None)
 
     @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    @property
     def readout_names(self) -> list[str]:
-        return [f"layer{i}" for i in range(1, len(self.layers) + 1)] + ["sf_head"]
+        return super().readout_names + ["sf_head"]
 
     def param_groups(self) -> list[dict]:
         if self.head_opt is not None:  # the head is stepped by its own SGD in after_step
@@ -229,6 +189,11 @@ class CwCFF(Method):
         """[B, N] readout of layer i: superclass scores repeated over their fine classes."""
         k = self.class_groups[i]
         return g if k == self.num_classes else g.repeat_interleave(self.num_classes // k, dim=1)
+
+    def _layer(self, i: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """([B, N] readout, output) of layer i."""
+        site, out = self.layers[i].parts(h)
+        return self._fine_scores(i, group_goodness(site, self.class_groups[i])), out
 
     def _layer_active(self, i: int, epoch: int) -> bool:
         w = self.cfg["ilt_windows"]
@@ -279,10 +244,8 @@ class CwCFF(Method):
         if self.head_opt is not None:
             self.head_opt.step()  # no-op while the head has no gradient (before sf_start_epoch)
             self.head_opt.zero_grad(set_to_none=True)
-        # The official training loop calls its predict() on the batch after every update, still in
-        # train mode: a second running-statistics update from the new weights. Without it the
-        # eval-mode statistics lag the weights (Adam at lr 0.01 moves them fast): measured on
-        # CIFAR-10 after 2 epochs, GA 53.1 % without, 56.3 % with it (docs/results.md).
+        # the official loop's second running-statistics update, from the new weights (without
+        # it the eval-mode statistics lag the weights; measured in docs/baselines.md, "CwC-FF")
         if self.cfg["bn_refresh"]:
             h = x
             for layer in self.layers:
@@ -293,10 +256,8 @@ class CwCFF(Method):
     def layer_scores(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
         n_layers = len(self.layers)
         upto = n_layers + 1 if upto is None else upto
-        scores, h = [], x
-        for i in range(min(upto, n_layers)):
-            site, h = self.layers[i].parts(h)
-            scores.append(self._fine_scores(i, group_goodness(site, self.class_groups[i])))
+        n_conv = min(upto, n_layers)
+        scores, h = self.readouts(x, upto=n_conv) if n_conv else ([], x)
         if upto > n_layers:
             scores.append(self._head_logits(h).float())
         return scores

@@ -1,39 +1,5 @@
-"""Forward-Forward (Hinton 2022) for CNNs, as in the FF-CNN literature, on the shared backbone.
-
-The design follows Scodellaro et al., "Training convolutional neural networks with the
-Forward-Forward algorithm" (Sci. Rep. 2025; 99.16 % on MNIST); every choice that it leaves
-open is a key below, with its default and source in docs/baselines.md.
-
-- Labels are *spatially extended* (`label_encoding`): a fixed pattern per class, unit RMS, is
-  superimposed on the whole image, so every receptive field sees the label. `fourier` (the
-  default, Scodellaro's Fourier labels): a cosine grating whose orientation and frequency
-  identify the class; `random`: a seeded +-1 pattern per class; `planes`: the old constant
-  one-hot planes beside the image, kept only as a measured negative result (they act as a
-  per-channel bias and FF does not learn with them; docs/baselines.md).
-  `label_layers: all` also gives every later block the label, as one extra input channel that
-  holds the class pattern at that block's resolution, after the normalisation.
-- Normalisation between layers: each block's input is divided by its RMS over (C, H, W), so
-  only the direction, not the goodness, passes on (FF's "layer normalisation"; the RMS rather
-  than the length keeps unit scale, so theta = 2 for mean goodness is reachable).
-- Goodness: mean of squares over (C, H, W) of the block output. Per-layer logistic loss
-  (binary cross-entropy on the logit s (G - theta)): softplus(s (theta - G_pos)) +
-  softplus(s (G_neg - theta)), slope s = `goodness_scale` (10: mean goodness is tiny next to
-  FF's sum of squares). Convs start from He (Kaiming) normal weights, so the initial goodness
-  is ~1 and both terms get a gradient from the first step (`init`).
-- Negatives: the same image with a wrong label, uniform over the N - 1 others (`random`), or
-  drawn in proportion to the net's own goodness for the wrong labels (`hard`, Hinton's
-  choice; one extra N-label pass without gradient per step).
-- Layers train simultaneously on detached inputs (one optimiser step per batch); each layer
-  calls backward right after its forward.
-- Logged per layer and epoch: the positive and negative accuracy (G > theta on positives,
-  G < theta on negatives) on the training batches (`train_pos_acc`, `train_neg_acc`, and
-  their mean `train_posneg_acc`, chance 50 %) and on the validation set (`val_pos_acc`,
-  `val_neg_acc`, negatives with a seeded wrong label): the data of the ASGE paper's Fig. 1.
-- Prediction: the net runs once per candidate label (B*N image-label pairs in chunks of at
-  most `trial_batch` rows, no loop over labels); "fusion" sums the goodness of layers
-  `fusion_from`..L (FF's rule), "last" and "best" use one layer.
-- ImageNet is refused (N = 1000 label passes per image at every evaluation); the results
-  table shows "not run".
+"""Forward-Forward (Hinton 2022) for CNNs as the FF-CNN literature builds it (Scodellaro et al. 2025),
+on the shared backbone; every choice, its key and its source: docs/baselines.md, section "FF".
 """
 from __future__ import annotations
 
@@ -43,9 +9,10 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from asge.backbone import BACKBONE_KEYS, build_blocks, check_backbone
+from asge.backbone import BACKBONE_KEYS, build_blocks
 from asge.config import ConfigError, Key
-from asge.method import Method, StepStats
+from asge.layerlocal import LayerLocalMethod
+from asge.method import StepStats
 from asge.registry import register_method
 
 FF_KEYS: dict[str, Key] = {
@@ -129,12 +96,11 @@ def goodness(h: torch.Tensor) -> torch.Tensor:
 
 
 @register_method("ff")
-class ForwardForward(Method):
+class ForwardForward(LayerLocalMethod):
     """Layer-local Forward-Forward with spatially extended labels and wrong-label negatives."""
 
+    display_name = "FF"
     keys = FF_KEYS
-    layer_local = True
-    strategies = ("fusion", "last", "best")
     train_acc_name = "train_posneg_acc"
 
     @classmethod
@@ -143,11 +109,9 @@ class ForwardForward(Method):
             raise ConfigError(
                 "method 'ff' does not run on imagenet: FF predicts by running the network once per "
                 "candidate label, and N = 1000 label passes per image (at every validation and test) are "
-                "impractical; the results table shows FF on ImageNet as 'not run' (see baselines/ff.py)"
+                "impractical; the results table shows FF on ImageNet as 'not run' (see docs/baselines.md)"
             )
-        check_backbone(cfg)
-        if cfg["fusion_from"] > len(cfg["channels"]):
-            raise ConfigError(f"config key 'fusion_from': {cfg['fusion_from']} exceeds the {len(cfg['channels'])} layers")
+        super().check_config(cfg)
 
     def __init__(self, cfg: Mapping[str, Any], info: Any) -> None:
         super().__init__(cfg, info)
@@ -171,10 +135,6 @@ class ForwardForward(Method):
                 if i == 0 or cfg["label_layers"] == "all":
                     pat = label_patterns(enc, n, hw, hw, cfg["seed"]) * cfg["label_amplitude"]
                     self.register_buffer(f"pattern{i}", pat[:, None], persistent=False)
-
-    @property
-    def readout_names(self) -> list[str]:
-        return [f"layer{i}" for i in range(1, len(self.blocks) + 1)]
 
     def with_labels(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The image with its label: pattern superimposed ([B, C, H, W]) or planes beside it."""
@@ -207,26 +167,22 @@ class ForwardForward(Method):
             return wrong_labels(y, self.num_classes)
         was = self.training
         self.eval()
-        scores = torch.stack(self.layer_scores(x)[self.cfg["fusion_from"] - 1:]).sum(0)
+        scores = self.predict(self.layer_scores(x), "fusion", 0)  # FF's fused goodness
         self.train(was)
         return hard_wrong_labels(scores, y)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> StepStats:
         b, theta, k = y.shape[0], self.cfg["theta"], self.cfg["goodness_scale"]
         neg = self.negative_labels(x, y)
-        h, labels = torch.cat([x, x], dim=0), torch.cat([y, neg], dim=0)
-        losses, pos_ok, neg_ok = [], [], []
-        for i in range(len(self.blocks)):
-            g, out = self._layer(i, h.detach(), labels)
+
+        def local_loss(g: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
             g_pos, g_neg = g[:b], g[b:]
             loss = (F.softplus(k * (theta - g_pos)) + F.softplus(k * (g_neg - theta))).mean()
-            loss.backward()  # frees this block's graph before the next block runs
-            losses.append(loss.detach())
-            pos_ok.append((g_pos.detach() > theta).sum())
-            neg_ok.append((g_neg.detach() < theta).sum())
-            h = out.detach()
-        pos, negs = torch.stack(pos_ok).float(), torch.stack(neg_ok).float()
-        return StepStats(torch.stack(losses), (pos + negs) / 2, {"train_pos_acc": pos, "train_neg_acc": negs})
+            return loss, ((g_pos.detach() > theta).sum(), (g_neg.detach() < theta).sum())
+
+        losses, ok = self.train_layers(torch.cat([x, x], dim=0), local_loss, torch.cat([y, neg], dim=0))
+        pos, negs = (torch.stack(c).float() for c in zip(*ok))
+        return StepStats(losses, (pos + negs) / 2, {"train_pos_acc": pos, "train_neg_acc": negs})
 
     @torch.no_grad()
     def eval_counts(self, x: torch.Tensor, y: torch.Tensor,
@@ -245,11 +201,7 @@ class ForwardForward(Method):
     @torch.no_grad()
     def label_goodness(self, x: torch.Tensor, labels: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
         """Goodness [B] of every layer (first `upto`) for the image x with the given labels."""
-        h, out = x, []
-        for i in range(upto or len(self.blocks)):
-            g, h = self._layer(i, h, labels)
-            out.append(g)
-        return out
+        return self.readouts(x, labels, upto=upto)[0]
 
     @torch.no_grad()
     def layer_scores(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
@@ -265,15 +217,9 @@ class ForwardForward(Method):
             chunks.append([g.view(bc, n_cls) for g in self.label_goodness(reps, labels, upto)])
         return [torch.cat(per_layer, dim=0) for per_layer in zip(*chunks)]
 
-    def predict(self, scores: list[torch.Tensor], strategy: str, best: int) -> torch.Tensor:
-        if strategy == "fusion":
-            return torch.stack(scores[self.cfg["fusion_from"] - 1:]).sum(0)
-        return super().predict(scores, strategy, best)
-
-    def inference_params(self, strategy: str, best: int) -> int:
-        n = self.inference_layers(strategy, best)
-        patterns = sum(getattr(self, f"pattern{i}").numel() for i in range(n) if hasattr(self, f"pattern{i}"))
-        return sum(p.numel() for blk in self.blocks[:n] for p in blk.parameters()) + patterns
+    def readout_params(self, strategy: str, best: int, n: int) -> int:
+        """The fixed label patterns the first n blocks take in."""
+        return sum(getattr(self, f"pattern{i}").numel() for i in range(n) if hasattr(self, f"pattern{i}"))
 
     def extra_state_for_metrics(self) -> dict[str, Any]:
         return {"label_encoding": self.cfg["label_encoding"], "theta": self.cfg["theta"],

@@ -9,7 +9,7 @@ import torch
 from asge.backbone import rms_pool2d
 from asge.config import ConfigError, resolve_config
 from asge.goodness import patch_count, patch_energy
-from asge.registry import create_method, method_class
+from asge.methods import create_method, method_class
 
 INFO = types.SimpleNamespace(name="cifar10", num_classes=10, in_channels=3, image_size=16)
 SMALL = {"channels": [8, 8, 16, 32], "pool_layers": [2, 4], "seed": 0}

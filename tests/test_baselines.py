@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from asge.config import ConfigError, load_yaml, resolve_config
-from asge.registry import create_method, method_class
+from asge.methods import create_method, method_class
 from baselines.cwc import cwc_loss, group_goodness
 from baselines.ff import hard_wrong_labels, label_patterns, label_planes, wrong_labels
 

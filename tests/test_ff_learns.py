@@ -10,7 +10,7 @@ import torch
 
 from asge.data import DataError, build_data
 from asge.engine import Trainer
-from asge.registry import create_method
+from asge.methods import create_method
 from asge.train import resolve
 
 SMALL = ["channels=[8, 16, 32]", "kernel_size=5", "pool_layers=[1, 2, 3]", "subset_per_class=100", "val_size=200",

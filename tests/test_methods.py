@@ -1,16 +1,19 @@
 """One parametrised test over every registered method: build per data-set shape, one step,
-finite losses, output shapes, checkpoint round-trip and (layer-local methods) no gradient
-crossing layers."""
+finite losses, output shapes, checkpoint round-trip, (layer-local methods) no gradient
+crossing layers; display names, diagnostics and the registry as a leaf."""
 from __future__ import annotations
 
 import io
+import re
+import subprocess
+import sys
 import types
 
 import pytest
 import torch
 
 from asge.config import resolve_config
-from asge.registry import create_method, list_methods, method_class
+from asge.methods import create_method, list_methods, method_class
 
 SHAPES = {  # dataset: (classes, channels, side)
     "mnist": (10, 1, 28),
@@ -120,3 +123,71 @@ def test_layer_local_methods_keep_gradients_inside_layers(name):
     assert earlier
     for n in earlier:
         assert torch.equal(base[n], moved[n]), f"{name}: gradient of {n} depends on a later layer"
+
+
+def build(name: str, dataset: str = "cifar10"):
+    n_cls, c, side = SHAPES[dataset]
+    info = types.SimpleNamespace(name=dataset, num_classes=n_cls, in_channels=c, image_size=side)
+    cfg = resolve_config(name, dataset, [small_overrides(name, dataset)], method_class(name))
+    torch.manual_seed(0)
+    return create_method(name, cfg, info)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_method_has_a_display_name_and_diagnostics(name):
+    cls = method_class(name)
+    assert cls.name == name and isinstance(cls.display_name, str) and cls.display_name not in ("", "?")
+    m = build(name).eval()
+    d = m.diagnostics(torch.randn(3, 3, 32, 32))
+    assert isinstance(d, dict) and all(isinstance(k, str) for k in d)
+
+
+def test_display_names():
+    assert {n: method_class(n).display_name for n in list_methods()} == {
+        "asge": "ASGE", "ff": "FF", "cwc": "CwC-FF", "bp": "BP", "bpvgg": "BP (VGG)"}
+
+
+def test_display_name_defaults_to_the_registered_name():
+    from asge.method import Method
+    from asge.registry import _METHODS, register_method
+
+    try:
+        cls = register_method("_tmp_method")(type("Tmp", (Method,), {}))
+        assert cls.display_name == "_tmp_method"
+    finally:
+        _METHODS.pop("_tmp_method", None)
+
+
+def test_asge_diagnostics_are_its_goodness_distributions():
+    m = build("asge").eval()
+    x = torch.randn(70, 3, 32, 32)
+    d = m.diagnostics(x)
+    assert set(d) == {"goodness"}
+    want = m.goodness_distributions(x[:64])
+    assert set(d["goodness"]) == set(want) and all(torch.equal(d["goodness"][k], want[k]) for k in want)
+    assert d["goodness"]["layer2_origin"].numel() == 64 * 8 * m.patches[1] ** 2  # 64 images, 8 channels
+
+
+def test_layer_local_methods_share_one_base():
+    from asge.layerlocal import LayerLocalMethod
+
+    local = {n for n in list_methods() if method_class(n).layer_local}
+    assert local == {"asge", "ff", "cwc"}
+    assert all(issubclass(method_class(n), LayerLocalMethod) for n in local)
+
+
+def test_only_asge_methods_imports_the_method_modules():
+    """The registry stays a leaf: asge.methods is the one loader; no other module imports a
+    method module just to register it (tests import them for their helpers)."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    pattern = re.compile(r"^\s*(import baselines\b|from baselines\b|import asge\.asge_method|from asge\.asge_method|"
+                         r"from asge import asge_method)", re.M)
+    files = [*repo.glob("asge/**/*.py"), *repo.glob("baselines/**/*.py"), *repo.glob("workflow/**/*.py")]
+    loaders = sorted(str(f.relative_to(repo)) for f in files if pattern.search(f.read_text()))
+    assert loaders == ["asge/methods.py"], loaders
+    code = ("import asge.registry as r; assert not r.registered(); import asge.methods; "
+            "print(sorted(r.registered()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(sorted(list_methods()))
