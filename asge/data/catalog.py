@@ -27,22 +27,27 @@ class DatasetInfo:
     std: tuple[float, ...]
     crop_padding: int  # default random-crop padding for training (0 = no crop)
     hflip: bool  # default random horizontal flip for training
+    display_name: str = ""  # the name tables and figures print (e.g. "CIFAR-10")
+
+    def __post_init__(self) -> None:
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
 
 
 # Means/stds are the usual per-channel statistics of each training set (pixel values in [0, 1]).
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,), 0, False),
-    "fashionmnist": DatasetInfo("fashionmnist", 10, 1, 28, (0.2860,), (0.3530,), 0, False),
+    "mnist": DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,), 0, False, "MNIST"),
+    "fashionmnist": DatasetInfo("fashionmnist", 10, 1, 28, (0.2860,), (0.3530,), 0, False, "FashionMNIST"),
     "cifar10": DatasetInfo(
-        "cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 4, True
+        "cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 4, True, "CIFAR-10"
     ),
     "cifar100": DatasetInfo(
-        "cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 4, True
+        "cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 4, True, "CIFAR-100"
     ),
     # ImageNet is served at 64 px by default (configurable with image_size); crops come from
     # RandomResizedCrop, so crop_padding does not apply there.
     "imagenet": DatasetInfo(
-        "imagenet", 1000, 3, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 0, True
+        "imagenet", 1000, 3, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 0, True, "ImageNet"
     ),
 }
 

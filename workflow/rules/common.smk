@@ -321,8 +321,27 @@ def train_launcher(wildcards):
 
 
 # --- tables and figures --------------------------------------------------------------------------
-TABLES = ("T1_main", "T2_strategies", "T3_pooling", "T4_alpha", "T5_imagenet", "T6_cost", "T8_variants")
+#: the tables of workflow/scripts/tables.py: name -> (report label, report category); each has
+#: its caption in workflow/report/<name>.rst
+TABLES = {
+    "T1_main": ("T1. Main comparison", "Tables"),
+    "T2_strategies": ("T2. Prediction strategies", "Tables"),
+    "T3_pooling": ("T3. Pooling ablation", "Tables"),
+    "T4_alpha": ("T4. α ablation", "Tables"),
+    "T5_imagenet": ("T5. ImageNet", "Tables"),
+    "T8_variants": ("T8. ASGE variants", "Tables"),
+    "T6_cost": ("T6. Training cost", "Cost"),
+}
 TABLE_FORMATS = ("md", "tex", "csv", "html")
+#: the figures: name -> (kind drawn by workflow/scripts/figures.py, caption file stem in
+#: workflow/report/, report category, report label); fig_accuracy_<data set> is one per data set
+FIGURES = {
+    "fig1_ff_layers": ("fig1", "fig1", "Paper figures", "Fig. 1: FF per-layer positive/negative accuracy"),
+    "fig3_asge_layers": ("fig3", "fig3", "Paper figures", "Fig. 3: ASGE per-layer accuracy"),
+    "fig4_goodness": ("fig4", "fig4", "Paper figures", "Fig. 4: ASGE goodness distributions"),
+    "fig_cost": ("cost", "fig_cost", "Cost", "Training time and inference size"),
+}
+ACCURACY_FIGURE = "fig_accuracy_"
 
 
 def table_file(name, fmt):
@@ -331,6 +350,42 @@ def table_file(name, fmt):
 
 def figure_file(name, fmt="png"):
     return results("figures", f"{name}.{fmt}")
+
+
+def report_caption(stem):
+    """The text of workflow/report/<stem>.rst: one rule serves several report items, and
+    Snakemake takes a caption path without wildcards, so the rule's caption file renders this
+    text from the job's params (`{{ snakemake.params.caption }}`)."""
+    return Path(workflow.basedir, "workflow", "report", f"{stem}.rst").read_text()
+
+
+def figure_spec(name):
+    """(kind, caption stem, report category, report label) of a figure name."""
+    if name.startswith(ACCURACY_FIGURE):
+        return ("accuracy", "fig_accuracy", "Accuracy", "Accuracy per epoch")
+    return FIGURES[name]
+
+
+def figure_labels(wildcards):
+    """The report labels of a figure (the accuracy figures also name their data set)."""
+    labels = {"figure": figure_spec(wildcards.figure)[3]}
+    if wildcards.figure.startswith(ACCURACY_FIGURE):
+        labels["data set"] = wildcards.figure[len(ACCURACY_FIGURE):]
+    return labels
+
+
+def figure_inputs(wildcards):
+    """What a figure is drawn from: run folders' files, or the runs table for the cost figure."""
+    kind = figure_spec(wildcards.figure)[0]
+    if kind == "cost":
+        return {"runs": results("tables", "runs.csv")}
+    if kind == "accuracy":
+        runs = runs_of(study="main", dataset=wildcards.figure[len(ACCURACY_FIGURE):])
+        return {"history": run_files(runs, "history.csv"), "metrics": run_files(runs, "metrics.json")}
+    run = figure_run("ff" if kind == "fig1" else "asge")
+    if kind == "fig4":  # ASGE's goodness samples: diagnostics.pt["goodness"]
+        return {"diagnostics": run_dir(run, "diagnostics.pt"), "metrics": run_dir(run, "metrics.json")}
+    return {"history": run_dir(run, "history.csv"), "metrics": run_dir(run, "metrics.json")}
 
 
 def figure_run(method):

@@ -1,78 +1,28 @@
-# Tables T1-T6 and T8 from the tidy runs table, T7 from the model builders (no training).
-# Each table is written as Markdown, LaTeX (booktabs), CSV (raw numbers) and HTML; the HTML
-# version is the report item, because the report renders HTML in place and only offers a CSV
-# for download.
+# Tables T1-T6 and T8 from the tidy runs table (one `table` job per table, names and report
+# labels in common.smk's TABLES), T7 from the model builders (no training). Each table is
+# written as Markdown, LaTeX (booktabs), CSV (raw numbers) and HTML; the HTML version is the
+# report item, because the report renders HTML in place and only offers a CSV for download.
 
 
-rule tables:
+rule table:
     input:
         runs=results("tables", "runs.csv"),
     output:
-        T1_main_md=results("tables", "T1_main.md"),
-        T1_main_tex=results("tables", "T1_main.tex"),
-        T1_main_csv=results("tables", "T1_main.csv"),
-        T1_main_html=report(
-            results("tables", "T1_main.html"),
-            caption="../report/T1_main.rst",
-            category="Tables",
-            labels={"table": "T1. Main comparison"},
-        ),
-        T2_strategies_md=results("tables", "T2_strategies.md"),
-        T2_strategies_tex=results("tables", "T2_strategies.tex"),
-        T2_strategies_csv=results("tables", "T2_strategies.csv"),
-        T2_strategies_html=report(
-            results("tables", "T2_strategies.html"),
-            caption="../report/T2_strategies.rst",
-            category="Tables",
-            labels={"table": "T2. Prediction strategies"},
-        ),
-        T3_pooling_md=results("tables", "T3_pooling.md"),
-        T3_pooling_tex=results("tables", "T3_pooling.tex"),
-        T3_pooling_csv=results("tables", "T3_pooling.csv"),
-        T3_pooling_html=report(
-            results("tables", "T3_pooling.html"),
-            caption="../report/T3_pooling.rst",
-            category="Tables",
-            labels={"table": "T3. Pooling ablation"},
-        ),
-        T4_alpha_md=results("tables", "T4_alpha.md"),
-        T4_alpha_tex=results("tables", "T4_alpha.tex"),
-        T4_alpha_csv=results("tables", "T4_alpha.csv"),
-        T4_alpha_html=report(
-            results("tables", "T4_alpha.html"),
-            caption="../report/T4_alpha.rst",
-            category="Tables",
-            labels={"table": "T4. α ablation"},
-        ),
-        T5_imagenet_md=results("tables", "T5_imagenet.md"),
-        T5_imagenet_tex=results("tables", "T5_imagenet.tex"),
-        T5_imagenet_csv=results("tables", "T5_imagenet.csv"),
-        T5_imagenet_html=report(
-            results("tables", "T5_imagenet.html"),
-            caption="../report/T5_imagenet.rst",
-            category="Tables",
-            labels={"table": "T5. ImageNet"},
-        ),
-        T8_variants_md=results("tables", "T8_variants.md"),
-        T8_variants_tex=results("tables", "T8_variants.tex"),
-        T8_variants_csv=results("tables", "T8_variants.csv"),
-        T8_variants_html=report(
-            results("tables", "T8_variants.html"),
-            caption="../report/T8_variants.rst",
-            category="Tables",
-            labels={"table": "T8. ASGE variants"},
-        ),
-        T6_cost_md=results("tables", "T6_cost.md"),
-        T6_cost_tex=results("tables", "T6_cost.tex"),
-        T6_cost_csv=results("tables", "T6_cost.csv"),
-        T6_cost_html=report(
-            results("tables", "T6_cost.html"),
-            caption="../report/T6_cost.rst",
-            category="Cost",
-            labels={"table": "T6. Training cost"},
+        md=table_file("{table}", "md"),
+        tex=table_file("{table}", "tex"),
+        csv=table_file("{table}", "csv"),
+        html=report(
+            table_file("{table}", "html"),
+            # one caption file for every table: it renders params.caption, the text of
+            # workflow/report/{table}.rst (a report caption path takes no wildcards)
+            caption="../report/table.rst",
+            category=lambda wildcards: TABLES[wildcards.table][1],
+            labels=lambda wildcards: {"table": TABLES[wildcards.table][0]},
         ),
     log:
-        results("logs", "tables.log"),
+        results("logs", "tables", "{table}.log"),
+    wildcard_constraints:
+        table="|".join(TABLES),
     params:
         cfg=lambda wildcards: {
             **{
@@ -85,6 +35,7 @@ rule tables:
                 f"{m}/{d}": run_file_text(m, d) for m in config["methods"] for d in config["datasets"]
             },
         },
+        caption=lambda wildcards: report_caption(wildcards.table),
     localrule: True
     conda:
         "../envs/asge.yaml"
@@ -109,7 +60,7 @@ rule channel_scaling:
         dataset=config["channel_scaling"]["dataset"],
         classes=config["channel_scaling"]["classes"],
         run_files=lambda wildcards: [
-            run_file_text(m, config["channel_scaling"]["dataset"]) for m in ("asge", "cwc")
+            default_request(m, config["channel_scaling"]["dataset"]) for m in ("asge", "cwc")
         ],
     threads: 1
     localrule: True

@@ -13,24 +13,15 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
-import yaml
 
 from asge.atomic import write_csv
+from asge.runfolder import COST_FIELDS, hardware_label, read_config, read_metrics
 
 #: config keys copied into the table (the ablation axes and what changes a run's scale)
 CONFIG_COLUMNS = ("pooling", "alpha", "width", "channels", "pool_layers", "lr", "batch_size", "subset_per_class",
                   "test_subset_per_class", "val_size", "image_size", "optimizer", "goodness_site",
                   "goodness_reduction", "logit_scale", "groups", "theta", "fusion_from")
 
-METRIC_COLUMNS = ("params_total", "params_trainable", "fixed_buffer_values", "epoch_time_s_mean", "train_time_s",
-                  "train_images_per_s", "peak_train_memory_bytes")
-
-
-def hardware_label(hw: dict[str, Any]) -> str:
-    """The hardware a run was measured on, in words: the GPU's name, or the CPU and threads."""
-    if hw.get("gpu"):
-        return str(hw["gpu"])
-    return f"CPU {hw.get('cpu', '?')}, threads={hw.get('threads', '?')}"
 
 
 def inference_structure(method: str, strategy: str, layers_run: Any, cfg: dict[str, Any]) -> tuple[Any, Any]:
@@ -63,13 +54,14 @@ def inference_structure(method: str, strategy: str, layers_run: Any, cfg: dict[s
 
 
 def _cell(v: Any) -> Any:
+    """Lists and dicts as JSON text (one CSV cell)."""
     return json.dumps(v) if isinstance(v, (list, dict)) else v
 
 
 def run_rows(run_dir: Path, plan: dict[tuple[str, str], dict] | None = None) -> list[dict[str, Any]]:
     """The rows of one finished run folder (one per prediction strategy)."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    metrics = read_metrics(run_dir)
+    cfg = read_config(run_dir)
     study, name = run_dir.parent.name, run_dir.name
     info = (plan or {}).get((study, name), {})
     hw = metrics.get("hardware") or {}
@@ -79,7 +71,7 @@ def run_rows(run_dir: Path, plan: dict[tuple[str, str], dict] | None = None) -> 
         "seed": metrics["seed"], "variant": info.get("variant") or "", "epochs": metrics["epochs"],
         "best_readout": metrics.get("best_readout"), "config_hash": metrics.get("config_hash"),
         "test_acc_per_readout": _cell(metrics.get("test_acc_per_readout")),
-        **{k: metrics.get(k) for k in METRIC_COLUMNS},
+        **{k: metrics.get(k) for k in COST_FIELDS},
         "goodness_dims_total": sum(extra["goodness_dims"]) if extra.get("goodness_dims") else None,
         "patches": _cell(extra.get("patches")), "readouts": _cell(metrics.get("readouts")),
         "hardware": hardware_label(hw), "device": hw.get("device"), "gpu": hw.get("gpu"), "cpu": hw.get("cpu"),
@@ -101,6 +93,7 @@ def run_rows(run_dir: Path, plan: dict[tuple[str, str], dict] | None = None) -> 
 
 
 def aggregate(run_dirs: Iterable[Path], plan: dict | None = None) -> pd.DataFrame:
+    """One row per run and prediction strategy, sorted by study, method, data set, variant, seed."""
     rows = [r for d in run_dirs for r in run_rows(Path(d), plan)]
     df = pd.DataFrame(rows)
     if not df.empty:

@@ -7,7 +7,7 @@ fig3: ASGE per-layer class accuracy per epoch, training left, validation right (
       Both show every conv layer of the net that was run; the paper's selection (layers
       2..L-1 of VGG8) is drawn solid, the first and last layer dashed.
 fig4: ASGE spatial goodness distributions (log scale) before pooling and after RMS, average and
-      max pooling, for the two pooling layers with the most channels (goodness.pt).
+      max pooling, for the two pooling layers with the most channels (diagnostics.pt["goodness"]).
 accuracy: per data set and method, ONE predictor: the line is its validation accuracy per
       epoch, the star its final test accuracy (mean over seeds, band / bar = min..max). The
       predictor is the method's primary strategy when that is a single readout (BP's head,
@@ -16,7 +16,6 @@ accuracy: per data set and method, ONE predictor: the line is its validation acc
       (hollow diamond, test only). The legend names the predictor of every line.
 """
 
-import json
 import math
 import re
 from pathlib import Path
@@ -29,14 +28,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
+from wfutil import dataset_classes, dataset_name, method_name  # noqa: E402
 
 from asge.atomic import atomic_write  # noqa: E402
+from asge.runfolder import hardware_label, read_config, read_metrics  # noqa: E402
 
-METHOD_NAMES = {"asge": "ASGE", "ff": "FF", "cwc": "CwC-FF", "bp": "BP", "bpvgg": "BP (VGG)"}
-DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
-                 "imagenet": "ImageNet"}
-CLASSES = {"mnist": 10, "fashionmnist": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000}
 STRATEGY_NAMES = {"fusion": "Fusion", "last": "Last", "best": "Best", "ga": "GA", "sf": "Sf"}
 #: FF's positive / negative accuracy columns, newest spelling first
 FF_COLUMNS = {("train", "pos"): ("train_pos_acc", "pos_acc"), ("train", "neg"): ("train_neg_acc", "neg_acc"),
@@ -129,22 +125,19 @@ def per_layer_panels(history: pd.DataFrame, layers: Sequence[str], panels: Seque
 
 def run_label(run_dir: Path) -> str:
     """The run in words: name, data set, width (channels), epochs, seed, hardware."""
-    m = json.loads((run_dir / "metrics.json").read_text())
-    cfg_file = run_dir / "config.yaml"
-    cfg = (yaml.safe_load(cfg_file.read_text()) or {}) if cfg_file.is_file() else {}
-    hw = m.get("hardware") or {}
-    where = hw.get("gpu") or f"CPU, threads={hw.get('threads', '?')}"
+    m = read_metrics(run_dir)
+    cfg = read_config(run_dir)
+    where = hardware_label(m.get("hardware") or {})
     width = f"channels {'-'.join(map(str, cfg['channels']))}" if cfg.get("channels") else "width ?"
     if cfg.get("width") not in (None, 1, 1.0):
         width += f" (width ×{cfg['width']})"
-    return (f"{run_dir.name}: {DATASET_NAMES.get(m['dataset'], m['dataset'])}, {width}, epochs={m['epochs']}, "
+    return (f"{run_dir.name}: {dataset_name(m['dataset'])}, {width}, epochs={m['epochs']}, "
             f"seed {m['seed']}, {where}")
 
 
 def readouts_of(run_dir: Path, history: pd.DataFrame) -> list[str]:
-    metrics = run_dir / "metrics.json"
-    if metrics.is_file():
-        return list(json.loads(metrics.read_text()).get("readouts") or [])
+    if (run_dir / "metrics.json").is_file():
+        return list(read_metrics(run_dir).get("readouts") or [])
     return list(dict.fromkeys(history["readout"]))
 
 
@@ -168,8 +161,7 @@ def fig1(history_csv: str, png: str, pdf: str) -> list[str]:
 def fig3(history_csv: str, png: str, pdf: str) -> list[str]:
     h = pd.read_csv(history_csv)
     run = Path(history_csv).parent
-    m = json.loads((run / "metrics.json").read_text())
-    n = CLASSES.get(m["dataset"], 10)
+    n = dataset_classes(read_metrics(run)["dataset"])
     fig, drawn = per_layer_panels(h, net_layers(readouts_of(run, h)),
                                   [("train_acc", "training (class accuracy)"), ("val_acc", "validation (class accuracy)")],
                                   100.0 / n, f"chance (1/{n})",
@@ -193,13 +185,14 @@ def pick_goodness_layers(g: dict[str, Any]) -> list[int]:
     return [by_c[c] for c in widths]
 
 
-def fig4(goodness_pt: str, png: str, pdf: str) -> list[int]:
+def fig4(diagnostics_pt: str, png: str, pdf: str) -> list[int]:
+    """Fig. 4 from an ASGE run's diagnostics.pt (its "goodness" samples); returns the layers drawn."""
     import torch
 
-    g = torch.load(goodness_pt, map_location="cpu", weights_only=True)
+    g = torch.load(diagnostics_pt, map_location="cpu", weights_only=True)["goodness"]
     layers = pick_goodness_layers(g)
     if not layers:
-        raise ValueError(f"{goodness_pt} holds no pooling layer")
+        raise ValueError(f"{diagnostics_pt} holds no pooling layer")
     fig, axes = plt.subplots(1, len(layers), figsize=(5.2 * len(layers), 3.8))
     kinds = [("origin", "G-Origin (before pooling)"), ("rms", "RMS pooling"), ("avg", "average pooling"),
              ("max", "max pooling")]
@@ -222,7 +215,7 @@ def fig4(goodness_pt: str, png: str, pdf: str) -> list[int]:
         ax.set_title(f"layer {layer}, C = {int(g[f'layer{layer}_channels'])}")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"ASGE goodness distributions — {run_label(Path(goodness_pt).parent)}", fontsize=10)
+    fig.suptitle(f"ASGE goodness distributions — {run_label(Path(diagnostics_pt).parent)}", fontsize=10)
     fig.tight_layout()
     save(fig, png, pdf)
     return layers
@@ -259,16 +252,15 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
     runs: dict[str, list[tuple[dict, pd.DataFrame]]] = {}
     hardware, epochs = set(), set()
     for d in run_dirs:
-        m = json.loads((d / "metrics.json").read_text())
+        m = read_metrics(d)
         runs.setdefault(m["method"], []).append((m, pd.read_csv(d / "history.csv")))
-        hw = m.get("hardware") or {}
-        hardware.add(hw.get("gpu") or f"CPU, threads={hw.get('threads', '?')}")
+        hardware.add(hardware_label(m.get("hardware") or {}))
         epochs.add(m["epochs"])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     shown: dict[str, dict[str, Any]] = {}
     values: list[float] = []
     for i, (method, items) in enumerate(sorted(runs.items())):
-        color, name = f"C{i}", METHOD_NAMES.get(method, method)
+        color, name = f"C{i}", method_name(method)
         strategy = curve_strategy(items[0][0])
         primary = items[0][0].get("primary_strategy") or strategy
         curves, tests, primaries = [], [], []
@@ -303,7 +295,7 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
             info["diamond"] = p_mean
             values += primaries
         shown[method] = info
-    n = CLASSES.get(dataset, 10)
+    n = dataset_classes(dataset)
     ax.axhline(100.0 / n, color="0.45", linestyle=":", linewidth=1.2, label=f"chance (1/{n})")
     y_limits(ax, values, 100.0 / n)
     ax.set_xlabel("epoch")
@@ -311,7 +303,7 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
     epoch_axis(ax, max(epochs))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title(f"{DATASET_NAMES.get(dataset, dataset)}: one predictor per method — line = its validation accuracy "
+    ax.set_title(f"{dataset_name(dataset)}: one predictor per method — line = its validation accuracy "
                  f"per epoch,\n★ = its final test accuracy · {', '.join(sorted(hardware))} · "
                  f"epochs {', '.join(map(str, sorted(epochs)))}", fontsize=8)
     fig.tight_layout()
@@ -319,14 +311,14 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
     return shown
 
 
-def fig_cost(runs_csv: str, png: str, pdf: str) -> pd.DataFrame:
+def fig_cost(runs_csv: str, png: str, pdf: str, order: Sequence[str] = ()) -> pd.DataFrame:
     """Mean epoch time per method and data set, and inference parameters of the primary
-    strategy (main study); returns the plotted numbers."""
+    strategy (main study), methods in `order` (the configured one) first; returns the numbers."""
     runs = pd.read_csv(runs_csv)
     prim = runs[(runs["study"] == "main") & runs["is_primary"].astype(bool)]
     if prim.empty:
         raise ValueError(f"{runs_csv} holds no main-study run")
-    methods = [m for m in METHOD_NAMES if m in set(prim["method"])] + sorted(set(prim["method"]) - set(METHOD_NAMES))
+    methods = [m for m in order if m in set(prim["method"])] + sorted(set(prim["method"]) - set(order))
     datasets = list(dict.fromkeys(prim["dataset"]))
     stats = prim.groupby(["method", "dataset"]).agg(time=("epoch_time_s_mean", "mean"),
                                                     tmin=("epoch_time_s_mean", "min"),
@@ -341,19 +333,19 @@ def fig_cost(runs_csv: str, png: str, pdf: str) -> pd.DataFrame:
         t = sd["time"].to_numpy(dtype=float)
         err = [t - sd["tmin"].to_numpy(dtype=float), sd["tmax"].to_numpy(dtype=float) - t]
         ax_t.bar(x + (j - (len(datasets) - 1) / 2) * width, t, width, yerr=err, capsize=2,
-                 label=DATASET_NAMES.get(d, d))
-    ax_t.set_xticks(x, [METHOD_NAMES.get(m, m) for m in methods])
+                 label=dataset_name(d))
+    ax_t.set_xticks(x, [method_name(m) for m in methods])
     ax_t.set_ylabel("mean epoch time (s)")
     ax_t.set_title("training: time per epoch", fontsize=9)
     ax_t.legend(fontsize=8, loc="best")
     ax_t.grid(alpha=0.3, axis="y")
     first = stats[stats["dataset"] == datasets[0]].set_index("method").reindex(methods)
     ax_p.bar(x, first["params"].to_numpy(dtype=float), color=[f"C{i}" for i in range(len(methods))])
-    ax_p.set_xticks(x, [f"{METHOD_NAMES.get(m, m)}\n{STRATEGY_NAMES.get(s, s)} Pred" for m, s in
+    ax_p.set_xticks(x, [f"{method_name(m)}\n{STRATEGY_NAMES.get(s, s)} Pred" for m, s in
                         zip(methods, first["strategy"])])
     ax_p.set_yscale("log")
     ax_p.set_ylabel("parameters at inference")
-    ax_p.set_title(f"inference: parameters of the primary strategy ({DATASET_NAMES.get(datasets[0], datasets[0])})",
+    ax_p.set_title(f"inference: parameters of the primary strategy ({dataset_name(datasets[0])})",
                    fontsize=9)
     ax_p.grid(alpha=0.3, axis="y")
     hardware = ", ".join(sorted(set(prim["hardware"].astype(str))))
@@ -368,23 +360,19 @@ def main_snakemake(snakemake: Any) -> None:
     from wfutil import setup_logging
 
     log = setup_logging(snakemake)
-    kind = snakemake.params.kind
-    out = snakemake.output
-    if kind == "fig1":
-        log.info("fig1 shows layers %s", fig1(snakemake.input.history, out.png, out.pdf))
-    elif kind == "fig3":
-        log.info("fig3 shows layers %s", fig3(snakemake.input.history, out.png, out.pdf))
+    kind, inp, out = snakemake.params.kind, snakemake.input, snakemake.output
+    if kind in ("fig1", "fig3"):
+        log.info("%s shows layers %s", kind, (fig1 if kind == "fig1" else fig3)(inp.history, out.png, out.pdf))
     elif kind == "fig4":
-        layers = fig4(snakemake.input.goodness, out.png, out.pdf)
-        log.info("fig4 shows layers %s", layers)
+        log.info("fig4 shows layers %s", fig4(inp.diagnostics, out.png, out.pdf))
     elif kind == "accuracy":
-        dirs = [Path(p).parent for p in snakemake.input.metrics]
-        shown = fig_accuracy(snakemake.wildcards.dataset, dirs, out.png, out.pdf)
+        dirs = [Path(p).parent for p in inp.metrics]
+        shown = fig_accuracy(snakemake.params.dataset, dirs, out.png, out.pdf)
         for method, info in shown.items():
             log.info("%s: line and star = %s (readout %s), primary %s", method, info["strategy"], info["readouts"],
                      info["primary"])
     elif kind == "cost":
-        fig_cost(snakemake.input.runs, out.png, out.pdf)
+        fig_cost(inp.runs, out.png, out.pdf, snakemake.params.methods)
     else:
         raise ValueError(f"unknown figure kind {kind!r}")
     log.info("%s -> %s", kind, out.png)

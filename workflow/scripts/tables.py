@@ -1,67 +1,29 @@
-"""Tables T1-T6 and T8 from results/.../tables/runs.csv (Markdown, LaTeX and CSV each).
-
-T1 main comparison (measured mean ± std over seeds beside the paper-reported value),
-T2 prediction strategies, T3 pooling ablation, T4 alpha ablation, T5 ImageNet top-1/top-5
-beside both paper versions, T6 training cost, T8 every ablation variant (the recipe study:
-accuracy per strategy, per-layer test accuracy, the depth gap, epoch time, beside BP). Every measured number comes from a run of
+"""Tables T1-T6 and T8 from results/.../tables/runs.csv (Markdown, LaTeX, CSV and HTML each):
+T1 main comparison (measured mean ± std over seeds beside the paper-reported value), T2
+prediction strategies, T3 pooling and T4 α ablation, T5 ImageNet beside both paper versions, T6
+training cost, T8 every ablation variant beside BP. Every measured number comes from a run of
 this suite, named with its seeds, epochs and hardware; a cell without runs says "not run".
+
+One function per table (`TABLES`) turns the runs into a `Table`: the tidy numbers (one row per
+table row, raw values: the CSV), their display strings and the notes; `write` formats it.
+Method names come from the method registry, data set names from the data set catalog.
 """
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
-import yaml
 
-from wfutil import DASH, NOT_RUN, finite, human_int, join_unique, mean_std, mib, setup_logging, signed, write_table
+from wfutil import (DASH, NOT_RUN, dataset_keys, dataset_name, epochs_of, finite, hardware_of, human_int, ints,
+                    join_unique, mean_std, method_name, mib, scale_note, seeds_of, setup_logging, signed,
+                    suite_methods, write_table)
 
-METHOD_NAMES = {"asge": "ASGE", "ff": "FF", "cwc": "CwC-FF", "bp": "BP", "bpvgg": "BP (VGG)", "deeperforward": "DeeperForward",
-                "dtg-ff": "DTG-FF"}
-DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
-                 "imagenet": "ImageNet"}
 POOLINGS = ("rms", "avg", "max")
 STRATEGY_ORDER = ("fusion", "last", "best", "ga", "sf")
 ALPHAS = (0.0, 0.5, 1.0, 2.0)
-
-
-def mname(m: str) -> str:
-    return METHOD_NAMES.get(m, m)
-
-
-def dname(d: str) -> str:
-    return DATASET_NAMES.get(d, d)
-
-
-def seeds_of(g: pd.DataFrame) -> str:
-    return ", ".join(str(int(s)) for s in sorted(g["seed"].unique())) if len(g) else DASH
-
-
-def epochs_of(g: pd.DataFrame) -> str:
-    return join_unique(int(e) for e in sorted(g["epochs"].unique())) if len(g) else DASH
-
-
-def hardware_of(g: pd.DataFrame) -> str:
-    return join_unique(g["hardware"]) if len(g) else DASH
-
-
-def ints(g: pd.DataFrame, col: str) -> str:
-    """The distinct integer values of a column ('–' when absent)."""
-    return join_unique(int(v) for v in g[col] if finite(v)) if col in g else DASH
-
-
-def scale_note(runs: pd.DataFrame) -> list[str]:
-    """A note when runs used data subsets (smoke/tiny presets)."""
-    if runs.empty or "cfg_subset_per_class" not in runs:
-        return []
-    sub = runs["cfg_subset_per_class"].dropna().unique()
-    tsub = runs["cfg_test_subset_per_class"].dropna().unique()
-    if len(sub) or len(tsub):
-        return [f"Measured on data subsets (subset_per_class={join_unique(int(s) for s in sub)}, "
-                f"test_subset_per_class={join_unique(int(s) for s in tsub)}): a pipeline check, not a "
-                f"reproduction of the reported numbers."]
-    return []
 
 
 def comparability(g: pd.DataFrame, run_file: dict[str, Any]) -> list[str]:
@@ -85,7 +47,19 @@ def comparability(g: pd.DataFrame, run_file: dict[str, Any]) -> list[str]:
     return reasons
 
 
-class Tables:
+@dataclass
+class Table:
+    """One table: `data` the tidy numbers (the CSV), `show` the same rows for reading (md, tex,
+    html), `notes` the paragraphs below it."""
+
+    data: pd.DataFrame
+    show: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+class Context:
+    """The runs split by study and the workflow's settings, shared by every table."""
+
     def __init__(self, runs: pd.DataFrame, cfg: dict[str, Any]) -> None:
         self.all = runs
         self.cfg = cfg
@@ -95,12 +69,14 @@ class Tables:
                                                                "version"])
         self.preset = cfg["preset"]
         self.run_files = {k: (json.loads(v) if v else {}) for k, v in (cfg.get("run_files") or {}).items()}
+        self.ablations = self.all[self.all["study"] == "ablations"] if len(self.all) else self.all
 
     def not_run(self, method: str, dataset: str) -> str:
+        """The text of a cell without runs (with the configured reason where there is one)."""
         for item in self.cfg["not_run"]:
             if item["method"] == method and item["dataset"] == dataset:
                 return f"{NOT_RUN} ({item['reason']})"
-        if method not in self.cfg["methods"] and method in METHOD_NAMES and method not in ("asge", "ff", "cwc", "bp", "bpvgg"):
+        if method not in self.cfg["methods"] and method not in suite_methods():
             return f"{NOT_RUN} (not in this suite)"
         return NOT_RUN
 
@@ -109,291 +85,313 @@ class Tables:
                  f"(n = number of seeds); seeds, epochs and hardware are given per row."]
         return notes + scale_note(runs)
 
-    # T1 -------------------------------------------------------------------------------------
-    def t1(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-        methods = list(self.cfg["methods"]) + [m for m in self.reported["method"].unique() if m not in self.cfg["methods"]]
-        datasets = list(dict.fromkeys(list(self.cfg["datasets"]) + [d for d in DATASET_NAMES if d in
-                                                                     set(self.reported["dataset"])]))
-        show, data, not_comparable = [], [], []
-        for m in methods:
-            for d in datasets:
-                g = self.primary[(self.primary["method"] == m) & (self.primary["dataset"] == d)] if len(self.primary) else self.primary
-                rep = self.reported[(self.reported["method"] == m) & (self.reported["dataset"] == d)
-                                    & (self.reported["metric"] == "top1")]
-                if rep.empty and g.empty and m not in self.cfg["methods"]:
-                    continue
-                if d == "imagenet" and len(rep) > 1:  # both ASGE versions: the newest here, both in T5
-                    rep = rep.sort_values("version").tail(1)
-                mean, std, n, text = mean_std(g["test_acc"]) if len(g) else (math.nan, math.nan, 0, self.not_run(m, d))
-                r_val = float(rep["value"].iloc[0]) if len(rep) else math.nan
-                r_src = str(rep["source"].iloc[0]) if len(rep) else DASH
-                reasons = comparability(g, self.run_files.get(f"{m}/{d}", {})) if n else []
-                diff = mean - r_val if n and finite(r_val) and not reasons else math.nan
-                if n and finite(r_val) and reasons:
-                    not_comparable.append(f"{mname(m)} on {dname(d)}: {'; '.join(reasons)}")
-                strategy = join_unique(g["strategy"]) if len(g) else DASH
-                show.append({"Method": mname(m), "Data set": dname(d), "Strategy": strategy,
-                             "Measured here (mean ± std, n)": text, "Seeds": seeds_of(g), "Epochs": epochs_of(g),
-                             "Hardware": hardware_of(g),
-                             "Reported": f"{r_val:.2f}" if finite(r_val) else DASH, "Source": r_src,
-                             "Δ (measured − reported)": f"{DASH} †" if reasons and finite(r_val) else signed(diff)})
-                data.append({"method": m, "dataset": d, "strategy": strategy if n else "", "status": "measured" if n else text,
-                             "measured_mean": mean, "measured_std": std, "n": n, "seeds": seeds_of(g) if n else "",
-                             "epochs": epochs_of(g) if n else "", "hardware": hardware_of(g) if n else "",
-                             "reported": r_val, "reported_source": r_src if len(rep) else "", "difference": diff,
-                             "comparable": not reasons if n else "", "not_comparable_because": "; ".join(reasons)})
-        notes = self.measured_note(self.primary)
-        notes.append("Reported: the value published in the named source (not measured here). ImageNet: the v2 "
-                     "number; T5 lists both paper versions.")
-        notes.append("Primary strategy per method: ASGE and FF Fusion Pred, CwC-FF GA, BP the classifier head.")
-        notes.append("Δ is given only where the measured setting is the paper-scale one (full data, the epochs and "
-                     "widths of config/runs/<method>/<dataset>.yaml).")
-        if not_comparable:
-            notes.append("† No Δ: the measured setting differs from the reported one — " + " | ".join(not_comparable)
-                         + ".")
-        return pd.DataFrame(show), pd.DataFrame(data), notes
 
-    # T2 -------------------------------------------------------------------------------------
-    def t2(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-        show, data = [], []
-        for m in self.cfg["methods"]:
-            for d in self.cfg["datasets"]:
-                g = self.main[(self.main["method"] == m) & (self.main["dataset"] == d)] if len(self.main) else self.main
-                if g.empty:
-                    show.append({"Method": mname(m), "Data set": dname(d), "Strategy": DASH,
-                                 "Test acc. (mean ± std, n)": self.not_run(m, d), "Inference params": DASH,
-                                 "Conv blocks run": DASH, "Heads": DASH, "Inference memory (MiB)": DASH,
-                                 "Memory measure": DASH})
-                    data.append({"method": m, "dataset": d, "strategy": "", "status": self.not_run(m, d)})
-                    continue
-                order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
-                for s in sorted(g["strategy"].unique(), key=lambda s: (order.get(s, len(order)), s)):
-                    gs = g[g["strategy"] == s]
-                    mean, std, n, text = mean_std(gs["test_acc"])
-                    params, mem = gs["inference_params"].mean(), gs["inference_memory_bytes"].mean()
-                    show.append({"Method": mname(m), "Data set": dname(d), "Strategy": s,
-                                 "Test acc. (mean ± std, n)": text, "Inference params": human_int(params),
-                                 "Conv blocks run": ints(gs, "inference_blocks"), "Heads": ints(gs, "inference_heads"),
-                                 "Inference memory (MiB)": mib(mem),
-                                 "Memory measure": join_unique(gs["inference_memory_method"])})
-                    data.append({"method": m, "dataset": d, "strategy": s, "status": "measured", "acc_mean": mean,
-                                 "acc_std": std, "n": n, "inference_params_mean": params,
-                                 "inference_blocks": ints(gs, "inference_blocks"),
-                                 "inference_heads": ints(gs, "inference_heads"),
-                                 "readouts_computed": ints(gs, "inference_layers"),
-                                 "inference_memory_bytes_mean": mem,
-                                 "memory_method": join_unique(gs["inference_memory_method"]),
-                                 "epochs": epochs_of(gs), "hardware": hardware_of(gs)})
-        notes = self.measured_note(self.main)
-        notes.append("Inference params: parameters and fixed projection values a strategy needs (Best Pred drops "
-                     "the layers after the validation-selected one). Conv blocks run: the backbone blocks a "
-                     "prediction needs; Heads: the readout heads it uses (BP its linear head; CwC-FF none for GA, "
-                     "which reads the last block's class goodness, the softmax head for Sf; ASGE one fixed projection "
-                     "per layer read, Fusion all from fusion_from on; FF none, it compares goodness over N label "
-                     "passes). Inference memory of one test batch: CUDA "
-                     "peak on a GPU ('cuda_max_allocated'); on a CPU parameters plus the largest single-op working "
-                     "set ('tensor_account').")
-        return pd.DataFrame(show), pd.DataFrame(data), notes
-
-    # T3 / T4 ---------------------------------------------------------------------------------
-    def ablation(self, axis: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-        abl = self.all[self.all["study"] == "ablations"] if len(self.all) else self.all
-        spec = self.cfg.get("ablations") or {}
-        col, other = ("cfg_pooling", "cfg_alpha") if axis == "pooling" else ("cfg_alpha", "cfg_pooling")
-        levels: list[Any] = list(POOLINGS) if axis == "pooling" else list(ALPHAS)
-        if len(abl):
-            ref = abl[abl["variant"] == "reference"]
-            ref_other = (ref if len(ref) else abl)[other].mode().iloc[0]
-            abl = abl[abl[other] == ref_other]
-            for v in abl[col].unique():
-                if (float(v) if axis == "alpha" else v) not in levels:
-                    levels.append(float(v) if axis == "alpha" else v)
-        found = list(dict.fromkeys(abl["strategy"])) if len(abl) else ["fusion", "last", "best"]
-        strategies = sorted(found, key=lambda s: STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else len(STRATEGY_ORDER))
-        show, data = [], []
-        same_patches: dict[str, list[Any]] = {}  # patch counts -> the α levels that give them
-        for lv in levels:
-            g = abl[(abl[col].astype(float) == float(lv)) if axis == "alpha" else (abl[col] == lv)] if len(abl) else abl
-            row = {axis.capitalize() if axis == "pooling" else "α": lv}
-            drow: dict[str, Any] = {axis: lv, "status": "measured" if len(g) else NOT_RUN}
-            for s in strategies:
-                gs = g[g["strategy"] == s] if len(g) else g
-                mean, std, n, text = mean_std(gs["test_acc"]) if len(gs) else (math.nan, math.nan, 0, NOT_RUN)
-                row[f"{s} acc. (mean ± std, n)"] = text
-                drow.update({f"{s}_acc_mean": mean, f"{s}_acc_std": std, f"{s}_n": n})
-            if axis == "alpha":
-                dims = g["goodness_dims_total"].dropna() if len(g) else []
-                row["Goodness dims (all layers)"] = human_int(dims.iloc[0]) if len(dims) else DASH
-                drow["goodness_dims_total"] = dims.iloc[0] if len(dims) else math.nan
-                pat = g["patches"].dropna() if len(g) and "patches" in g else []
-                row["Patches P_l per layer"] = " / ".join(map(str, json.loads(pat.iloc[0]))) if len(pat) else DASH
-                drow["patches"] = pat.iloc[0] if len(pat) else ""
-                if len(pat):
-                    same_patches.setdefault(pat.iloc[0], []).append(lv)
-            row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
-            show.append(row)
-            data.append(drow)
-        what = (f"{mname(spec.get('method', 'asge'))} on {dname(spec.get('dataset', '?'))}" if spec else "no ablation study")
-        notes = self.measured_note(abl)
-        fixed = "α" if axis == "pooling" else "pooling"
-        notes.append(f"{what}; every row differs from the reference run only in {axis} ({fixed} as in the reference).")
-        for patches, lvs in same_patches.items():
-            if len(lvs) > 1:
-                notes.append(f"α = {' and α = '.join(f'{float(v):g}' for v in lvs)} give the same patch counts "
-                             f"P_l = {' / '.join(map(str, json.loads(patches)))} at these layer widths and map sizes "
-                             f"(P_l = round((C_L / C_l)^α), at least min_patches, at most the map side), so they "
-                             f"train the same model: identical rows are expected, not an error.")
-        return pd.DataFrame(show), pd.DataFrame(data), notes
-
-    # T8 -------------------------------------------------------------------------------------
-    def t8(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-        """Every ablation variant in the preset's order, with BP on the same data set (main
-        study) as the reference row."""
-        spec = self.cfg.get("ablations") or {}
-        abl = self.all[self.all["study"] == "ablations"] if len(self.all) else self.all
-        dataset = spec.get("dataset", "?")
-        bp = self.primary[(self.primary["method"] == "bp") & (self.primary["dataset"] == dataset)] \
-            if len(self.primary) else self.primary
-        show, data = [], []
-        # yardsticks: each variant's best strategy against BP and against the variant "reference"
-        # (rows are added BP first, then the variants in preset order)
-        top = {"bp": math.nan, "reference": math.nan}
-
-        strategies = [s for s in STRATEGY_ORDER if len(abl) and s in set(abl["strategy"])] or ["fusion", "last", "best"]
-
-        def add(label: str, settings: str, g: pd.DataFrame, own: list[str], factor: str, role: str = "") -> None:
-            row: dict[str, Any] = {"Factor": factor, "Variant": label, "Settings": settings}
-            drow: dict[str, Any] = {"factor": factor, "variant": label, "settings": settings,
-                                    "status": "measured" if len(g) else NOT_RUN}
-            means = []
-            for s in strategies:  # the same columns on every row; a strategy the method lacks shows "–"
-                gs = g[g["strategy"] == s] if len(g) else g
-                mean, std, n, text = mean_std(gs["test_acc"]) if len(gs) else (math.nan, math.nan, 0, NOT_RUN)
-                row[f"{s} acc."] = text if s in own else DASH
-                drow.update({f"{s}_acc_mean": mean, f"{s}_acc_std": std, f"{s}_n": n})
-                means.append(mean)
-            best = max((m for m in means if finite(m)), default=math.nan)
-            if role:
-                top[role] = best
-            row["Best strategy − reference"] = DASH if role == "bp" else signed(best - top["reference"], 1)
-            row["Best strategy − BP"] = DASH if role == "bp" else signed(best - top["bp"], 1)
-            drow.update({"best_strategy_acc": best, "minus_reference": best - top["reference"],
-                         "minus_bp": best - top["bp"]})
-            per_layer = [json.loads(v) for v in g.drop_duplicates("run")["test_acc_per_readout"]] if len(g) else []
-            layers = [100 * sum(v) / len(v) for v in zip(*per_layer)] if per_layer else []
-            row["Test acc. per layer (last epoch)"] = " / ".join(f"{a:.1f}" for a in layers) or DASH
-            row["Last − best layer"] = signed(layers[-1] - max(layers), 1) if len(layers) > 1 else DASH
-            epoch_t = g.drop_duplicates("run")["epoch_time_s_mean"].dropna() if len(g) else []
-            row["Epoch time (s)"] = f"{epoch_t.mean():.0f}" if len(epoch_t) else DASH
-            row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g)})
-            drow.update({"per_layer_test_acc": json.dumps(layers), "epoch_time_s": epoch_t.mean() if len(epoch_t)
-                         else math.nan})
-            show.append(row)
-            data.append(drow)
-
-        add(f"BP (reference, {dname(dataset)})", "same backbone and budget", bp, ["last"], "learning rule", "bp")
-        for variant, settings in (spec.get("variants") or {}).items():
-            g = abl[abl["variant"] == variant] if len(abl) else abl
-            text = ", ".join(f"{k}={v}" for k, v in (settings or {}).items()) or "defaults"
-            add(variant, text, g, strategies, " + ".join(sorted(settings or {})) or "reference",
-                "reference" if variant == "reference" else "")
-        notes = self.measured_note(abl)
-        if spec:
-            notes.append(f"{mname(spec.get('method', 'asge'))} on {dname(dataset)}: each variant changes the listed "
-                         f"keys of the reference; 'Last − best layer' < 0 means accuracy declines with depth. "
-                         f"'Best strategy' is the highest of the strategies' test accuracies: a yardstick for "
-                         f"comparing variants, optimistic because it is taken on the test set (no model is "
-                         f"selected with it; Fusion is ASGE's headline strategy).")
-        return pd.DataFrame(show), pd.DataFrame(data), notes
-
-    # T5 -------------------------------------------------------------------------------------
-    def t5(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-        rep = self.reported[self.reported["dataset"] == "imagenet"]
-        versions = sorted(v for v in rep["version"].dropna().unique())
-
-        def reported(m: str, metric: str, version: str) -> float:
-            r = rep[(rep["method"] == m) & (rep["metric"] == metric) & (rep["version"] == version)]
-            return float(r["value"].iloc[0]) if len(r) else math.nan
-
-        show, data = [], []
-        for m in self.cfg["methods"]:
-            g = self.primary[(self.primary["method"] == m) & (self.primary["dataset"] == "imagenet")] if len(self.primary) else self.primary
-            m1, s1, n, t1 = mean_std(g["test_acc"]) if len(g) else (math.nan, math.nan, 0, self.not_run(m, "imagenet"))
-            m5, s5, _, t5 = mean_std(g["test_top5"]) if len(g) else (math.nan, math.nan, 0, self.not_run(m, "imagenet"))
-            row = {"Method": mname(m), "Top-1 measured (mean ± std, n)": t1, "Top-5 measured (mean ± std, n)": t5}
-            drow = {"method": m, "status": "measured" if n else t1, "top1_mean": m1, "top1_std": s1, "top5_mean": m5,
-                    "top5_std": s5, "n": n}
-            for v in versions:
-                r1, r5 = reported(m, "top1", v), reported(m, "top5", v)
-                row[f"Paper {v} top-1 / top-5"] = f"{r1:.2f} / {r5:.2f}" if finite(r1) else DASH
-                row[f"Δ top-1 vs {v}"] = signed(m1 - r1) if n and finite(r1) else DASH
-                drow.update({f"reported_{v}_top1": r1, f"reported_{v}_top5": r5,
-                             f"diff_{v}_top1": m1 - r1 if n else math.nan, f"diff_{v}_top5": m5 - r5 if n else math.nan})
-            row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
-            drow.update({"seeds": seeds_of(g), "epochs": epochs_of(g), "hardware": hardware_of(g)})
-            show.append(row)
-            data.append(drow)
-        notes = self.measured_note(self.primary[self.primary["dataset"] == "imagenet"] if len(self.primary) else self.primary)
-        srcs = "; ".join(f"{v}: {join_unique(rep[rep['version'] == v]['source'])}" for v in versions)
-        notes.append(f"Paper values (not measured here): {srcs}. The two versions of the paper report different "
-                     f"ImageNet numbers; both are shown.")
-        return pd.DataFrame(show), pd.DataFrame(data), notes
-
-    # T6 -------------------------------------------------------------------------------------
-    def t6(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-        show, data = [], []
-        for m in self.cfg["methods"]:
-            for d in self.cfg["datasets"]:
-                g = self.primary[(self.primary["method"] == m) & (self.primary["dataset"] == d)] if len(self.primary) else self.primary
-                if g.empty:
-                    show.append({"Method": mname(m), "Data set": dname(d), "Epoch time (s)": self.not_run(m, d),
-                                 "Images/s": DASH, "Peak train memory (MiB)": DASH, "Trainable params": DASH,
-                                 "Runs": 0, "Epochs": DASH, "Hardware": DASH})
-                    data.append({"method": m, "dataset": d, "status": self.not_run(m, d)})
-                    continue
-                et, _, n, et_text = mean_std(g["epoch_time_s_mean"], scale=1.0)
-                ips, _, _, ips_text = mean_std(g["train_images_per_s"], scale=1.0, digits=0)
-                peak = g["peak_train_memory_bytes"].dropna()
-                show.append({"Method": mname(m), "Data set": dname(d), "Epoch time (s)": et_text,
-                             "Images/s": ips_text, "Peak train memory (MiB)": mib(peak.max()) if len(peak) else "n/a (CPU)",
-                             "Trainable params": human_int(g["params_trainable"].mean()), "Runs": n,
-                             "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
-                data.append({"method": m, "dataset": d, "status": "measured", "epoch_time_s_mean": et,
-                             "images_per_s_mean": ips, "peak_train_memory_bytes_max": peak.max() if len(peak) else math.nan,
-                             "params_trainable": g["params_trainable"].mean(), "n": n, "epochs": epochs_of(g),
-                             "hardware": hardware_of(g)})
-        notes = [f"Measured here (preset '{self.preset}'): mean ± std over runs of the per-run mean epoch time and "
-                 f"throughput; peak memory is CUDA's max allocated while training (not measured on a CPU). Times "
-                 f"depend on the hardware named per row and on other load on it."] + scale_note(self.primary)
-        return pd.DataFrame(show), pd.DataFrame(data), notes
+def pair(runs: pd.DataFrame, method: str, dataset: str) -> pd.DataFrame:
+    """The rows of one method on one data set."""
+    return runs[(runs["method"] == method) & (runs["dataset"] == dataset)] if len(runs) else runs
 
 
-TITLES = {
-    "T1_main": ("T1. Main comparison: test accuracy (%) measured here vs. reported", "tab:main"),
-    "T2_strategies": ("T2. Prediction strategies: accuracy, inference parameters and memory", "tab:strategies"),
-    "T3_pooling": ("T3. Pooling ablation (ASGE)", "tab:pooling"),
-    "T4_alpha": ("T4. Patch-rule exponent α ablation (ASGE)", "tab:alpha"),
-    "T5_imagenet": ("T5. ImageNet top-1 / top-5 (%) beside both paper versions", "tab:imagenet"),
-    "T6_cost": ("T6. Training cost per method", "tab:cost"),
-    "T8_variants": ("T8. ASGE variants (recipe study / ablations) beside BP", "tab:variants"),
+# T1 -------------------------------------------------------------------------------------
+def t1_main(ctx: Context) -> Table:
+    """T1: each method's primary strategy per data set, measured beside reported."""
+    methods = list(ctx.cfg["methods"]) + [m for m in ctx.reported["method"].unique() if m not in ctx.cfg["methods"]]
+    datasets = list(dict.fromkeys(list(ctx.cfg["datasets"]) + [d for d in dataset_keys() if d in
+                                                             set(ctx.reported["dataset"])]))
+    show, data, not_comparable = [], [], []
+    for m in methods:
+        for d in datasets:
+            g = pair(ctx.primary, m, d)
+            rep = ctx.reported[(ctx.reported["method"] == m) & (ctx.reported["dataset"] == d)
+                                & (ctx.reported["metric"] == "top1")]
+            if rep.empty and g.empty and m not in ctx.cfg["methods"]:
+                continue
+            if d == "imagenet" and len(rep) > 1:  # both ASGE versions: the newest here, both in T5
+                rep = rep.sort_values("version").tail(1)
+            mean, std, n, text = mean_std(g["test_acc"]) if len(g) else (math.nan, math.nan, 0, ctx.not_run(m, d))
+            r_val = float(rep["value"].iloc[0]) if len(rep) else math.nan
+            r_src = str(rep["source"].iloc[0]) if len(rep) else DASH
+            reasons = comparability(g, ctx.run_files.get(f"{m}/{d}", {})) if n else []
+            diff = mean - r_val if n and finite(r_val) and not reasons else math.nan
+            if n and finite(r_val) and reasons:
+                not_comparable.append(f"{method_name(m)} on {dataset_name(d)}: {'; '.join(reasons)}")
+            strategy = join_unique(g["strategy"]) if len(g) else DASH
+            show.append({"Method": method_name(m), "Data set": dataset_name(d), "Strategy": strategy,
+                         "Measured here (mean ± std, n)": text, "Seeds": seeds_of(g), "Epochs": epochs_of(g),
+                         "Hardware": hardware_of(g),
+                         "Reported": f"{r_val:.2f}" if finite(r_val) else DASH, "Source": r_src,
+                         "Δ (measured − reported)": f"{DASH} †" if reasons and finite(r_val) else signed(diff)})
+            data.append({"method": m, "dataset": d, "strategy": strategy if n else "", "status": "measured" if n else text,
+                         "measured_mean": mean, "measured_std": std, "n": n, "seeds": seeds_of(g) if n else "",
+                         "epochs": epochs_of(g) if n else "", "hardware": hardware_of(g) if n else "",
+                         "reported": r_val, "reported_source": r_src if len(rep) else "", "difference": diff,
+                         "comparable": not reasons if n else "", "not_comparable_because": "; ".join(reasons)})
+    notes = ctx.measured_note(ctx.primary)
+    notes.append("Reported: the value published in the named source (not measured here). ImageNet: the v2 "
+                 "number; T5 lists both paper versions.")
+    notes.append("Primary strategy per method: ASGE and FF Fusion Pred, CwC-FF GA, BP the classifier head.")
+    notes.append("Δ is given only where the measured setting is the paper-scale one (full data, the epochs and "
+                 "widths of config/runs/<method>/<dataset>.yaml).")
+    if not_comparable:
+        notes.append("† No Δ: the measured setting differs from the reported one — " + " | ".join(not_comparable)
+                     + ".")
+    return Table(pd.DataFrame(data), pd.DataFrame(show), notes)
+
+# T2 -------------------------------------------------------------------------------------
+def t2_strategies(ctx: Context) -> Table:
+    """T2: every prediction strategy's accuracy and inference cost."""
+    show, data = [], []
+    for m in ctx.cfg["methods"]:
+        for d in ctx.cfg["datasets"]:
+            g = pair(ctx.main, m, d)
+            if g.empty:
+                show.append({"Method": method_name(m), "Data set": dataset_name(d), "Strategy": DASH,
+                             "Test acc. (mean ± std, n)": ctx.not_run(m, d), "Inference params": DASH,
+                             "Conv blocks run": DASH, "Heads": DASH, "Inference memory (MiB)": DASH,
+                             "Memory measure": DASH})
+                data.append({"method": m, "dataset": d, "strategy": "", "status": ctx.not_run(m, d)})
+                continue
+            order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
+            for s in sorted(g["strategy"].unique(), key=lambda s: (order.get(s, len(order)), s)):
+                gs = g[g["strategy"] == s]
+                mean, std, n, text = mean_std(gs["test_acc"])
+                params, mem = gs["inference_params"].mean(), gs["inference_memory_bytes"].mean()
+                show.append({"Method": method_name(m), "Data set": dataset_name(d), "Strategy": s,
+                             "Test acc. (mean ± std, n)": text, "Inference params": human_int(params),
+                             "Conv blocks run": ints(gs, "inference_blocks"), "Heads": ints(gs, "inference_heads"),
+                             "Inference memory (MiB)": mib(mem),
+                             "Memory measure": join_unique(gs["inference_memory_method"])})
+                data.append({"method": m, "dataset": d, "strategy": s, "status": "measured", "acc_mean": mean,
+                             "acc_std": std, "n": n, "inference_params_mean": params,
+                             "inference_blocks": ints(gs, "inference_blocks"),
+                             "inference_heads": ints(gs, "inference_heads"),
+                             "readouts_computed": ints(gs, "inference_layers"),
+                             "inference_memory_bytes_mean": mem,
+                             "memory_method": join_unique(gs["inference_memory_method"]),
+                             "epochs": epochs_of(gs), "hardware": hardware_of(gs)})
+    notes = ctx.measured_note(ctx.main)
+    notes.append("Inference params: parameters and fixed projection values a strategy needs (Best Pred drops "
+                 "the layers after the validation-selected one). Conv blocks run: the backbone blocks a "
+                 "prediction needs; Heads: the readout heads it uses (BP its linear head; CwC-FF none for GA, "
+                 "which reads the last block's class goodness, the softmax head for Sf; ASGE one fixed projection "
+                 "per layer read, Fusion all from fusion_from on; FF none, it compares goodness over N label "
+                 "passes). Inference memory of one test batch: CUDA "
+                 "peak on a GPU ('cuda_max_allocated'); on a CPU parameters plus the largest single-op working "
+                 "set ('tensor_account').")
+    return Table(pd.DataFrame(data), pd.DataFrame(show), notes)
+
+# T3 / T4 ---------------------------------------------------------------------------------
+def ablation(ctx: Context, axis: str) -> Table:
+    """T3 (axis 'pooling') or T4 ('alpha'): the ablation rows that differ from the reference in `axis`."""
+    abl = ctx.ablations
+    spec = ctx.cfg.get("ablations") or {}
+    col, other = ("cfg_pooling", "cfg_alpha") if axis == "pooling" else ("cfg_alpha", "cfg_pooling")
+    levels: list[Any] = list(POOLINGS) if axis == "pooling" else list(ALPHAS)
+    if len(abl):
+        ref = abl[abl["variant"] == "reference"]
+        ref_other = (ref if len(ref) else abl)[other].mode().iloc[0]
+        abl = abl[abl[other] == ref_other]
+        for v in abl[col].unique():
+            if (float(v) if axis == "alpha" else v) not in levels:
+                levels.append(float(v) if axis == "alpha" else v)
+    found = list(dict.fromkeys(abl["strategy"])) if len(abl) else ["fusion", "last", "best"]
+    strategies = sorted(found, key=lambda s: STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else len(STRATEGY_ORDER))
+    show, data = [], []
+    same_patches: dict[str, list[Any]] = {}  # patch counts -> the α levels that give them
+    for lv in levels:
+        g = abl[(abl[col].astype(float) == float(lv)) if axis == "alpha" else (abl[col] == lv)] if len(abl) else abl
+        row = {axis.capitalize() if axis == "pooling" else "α": lv}
+        drow: dict[str, Any] = {axis: lv, "status": "measured" if len(g) else NOT_RUN}
+        for s in strategies:
+            gs = g[g["strategy"] == s] if len(g) else g
+            mean, std, n, text = mean_std(gs["test_acc"]) if len(gs) else (math.nan, math.nan, 0, NOT_RUN)
+            row[f"{s} acc. (mean ± std, n)"] = text
+            drow.update({f"{s}_acc_mean": mean, f"{s}_acc_std": std, f"{s}_n": n})
+        if axis == "alpha":
+            dims = g["goodness_dims_total"].dropna() if len(g) else []
+            row["Goodness dims (all layers)"] = human_int(dims.iloc[0]) if len(dims) else DASH
+            drow["goodness_dims_total"] = dims.iloc[0] if len(dims) else math.nan
+            pat = g["patches"].dropna() if len(g) and "patches" in g else []
+            row["Patches P_l per layer"] = " / ".join(map(str, json.loads(pat.iloc[0]))) if len(pat) else DASH
+            drow["patches"] = pat.iloc[0] if len(pat) else ""
+            if len(pat):
+                same_patches.setdefault(pat.iloc[0], []).append(lv)
+        row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
+        show.append(row)
+        data.append(drow)
+    what = (f"{method_name(spec.get('method', 'asge'))} on {dataset_name(spec.get('dataset', '?'))}" if spec else "no ablation study")
+    notes = ctx.measured_note(abl)
+    fixed = "α" if axis == "pooling" else "pooling"
+    notes.append(f"{what}; every row differs from the reference run only in {axis} ({fixed} as in the reference).")
+    for patches, lvs in same_patches.items():
+        if len(lvs) > 1:
+            notes.append(f"α = {' and α = '.join(f'{float(v):g}' for v in lvs)} give the same patch counts "
+                         f"P_l = {' / '.join(map(str, json.loads(patches)))} at these layer widths and map sizes "
+                         f"(P_l = round((C_L / C_l)^α), at least min_patches, at most the map side), so they "
+                         f"train the same model: identical rows are expected, not an error.")
+    return Table(pd.DataFrame(data), pd.DataFrame(show), notes)
+
+# T8 -------------------------------------------------------------------------------------
+def t8_variants(ctx: Context) -> Table:
+    """Every ablation variant in the preset's order, with BP on the same data set (main
+    study) as the reference row."""
+    spec = ctx.cfg.get("ablations") or {}
+    abl = ctx.ablations
+    dataset = spec.get("dataset", "?")
+    bp = ctx.primary[(ctx.primary["method"] == "bp") & (ctx.primary["dataset"] == dataset)] \
+        if len(ctx.primary) else ctx.primary
+    show, data = [], []
+    # yardsticks: each variant's best strategy against BP and against the variant "reference"
+    # (rows are added BP first, then the variants in preset order)
+    top = {"bp": math.nan, "reference": math.nan}
+
+    strategies = [s for s in STRATEGY_ORDER if len(abl) and s in set(abl["strategy"])] or ["fusion", "last", "best"]
+
+    def add(label: str, settings: str, g: pd.DataFrame, own: list[str], factor: str, role: str = "") -> None:
+        row: dict[str, Any] = {"Factor": factor, "Variant": label, "Settings": settings}
+        drow: dict[str, Any] = {"factor": factor, "variant": label, "settings": settings,
+                                "status": "measured" if len(g) else NOT_RUN}
+        means = []
+        for s in strategies:  # the same columns on every row; a strategy the method lacks shows "–"
+            gs = g[g["strategy"] == s] if len(g) else g
+            mean, std, n, text = mean_std(gs["test_acc"]) if len(gs) else (math.nan, math.nan, 0, NOT_RUN)
+            row[f"{s} acc."] = text if s in own else DASH
+            drow.update({f"{s}_acc_mean": mean, f"{s}_acc_std": std, f"{s}_n": n})
+            means.append(mean)
+        best = max((m for m in means if finite(m)), default=math.nan)
+        if role:
+            top[role] = best
+        row["Best strategy − reference"] = DASH if role == "bp" else signed(best - top["reference"], 1)
+        row["Best strategy − BP"] = DASH if role == "bp" else signed(best - top["bp"], 1)
+        drow.update({"best_strategy_acc": best, "minus_reference": best - top["reference"],
+                     "minus_bp": best - top["bp"]})
+        per_layer = [json.loads(v) for v in g.drop_duplicates("run")["test_acc_per_readout"]] if len(g) else []
+        layers = [100 * sum(v) / len(v) for v in zip(*per_layer)] if per_layer else []
+        row["Test acc. per layer (last epoch)"] = " / ".join(f"{a:.1f}" for a in layers) or DASH
+        row["Last − best layer"] = signed(layers[-1] - max(layers), 1) if len(layers) > 1 else DASH
+        epoch_t = g.drop_duplicates("run")["epoch_time_s_mean"].dropna() if len(g) else []
+        row["Epoch time (s)"] = f"{epoch_t.mean():.0f}" if len(epoch_t) else DASH
+        row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g)})
+        drow.update({"per_layer_test_acc": json.dumps(layers), "epoch_time_s": epoch_t.mean() if len(epoch_t)
+                     else math.nan})
+        show.append(row)
+        data.append(drow)
+
+    add(f"BP (reference, {dataset_name(dataset)})", "same backbone and budget", bp, ["last"], "learning rule", "bp")
+    for variant, settings in (spec.get("variants") or {}).items():
+        g = abl[abl["variant"] == variant] if len(abl) else abl
+        text = ", ".join(f"{k}={v}" for k, v in (settings or {}).items()) or "defaults"
+        add(variant, text, g, strategies, " + ".join(sorted(settings or {})) or "reference",
+            "reference" if variant == "reference" else "")
+    notes = ctx.measured_note(abl)
+    if spec:
+        notes.append(f"{method_name(spec.get('method', 'asge'))} on {dataset_name(dataset)}: each variant changes the listed "
+                     f"keys of the reference; 'Last − best layer' < 0 means accuracy declines with depth. "
+                     f"'Best strategy' is the highest of the strategies' test accuracies: a yardstick for "
+                     f"comparing variants, optimistic because it is taken on the test set (no model is "
+                     f"selected with it; Fusion is ASGE's headline strategy).")
+    return Table(pd.DataFrame(data), pd.DataFrame(show), notes)
+
+# T5 -------------------------------------------------------------------------------------
+def t5_imagenet(ctx: Context) -> Table:
+    """T5: ImageNet top-1 / top-5 beside both paper versions."""
+    rep = ctx.reported[ctx.reported["dataset"] == "imagenet"]
+    versions = sorted(v for v in rep["version"].dropna().unique())
+
+    def reported(m: str, metric: str, version: str) -> float:
+        r = rep[(rep["method"] == m) & (rep["metric"] == metric) & (rep["version"] == version)]
+        return float(r["value"].iloc[0]) if len(r) else math.nan
+
+    show, data = [], []
+    for m in ctx.cfg["methods"]:
+        g = pair(ctx.primary, m, "imagenet")
+        m1, s1, n, t1 = mean_std(g["test_acc"]) if len(g) else (math.nan, math.nan, 0, ctx.not_run(m, "imagenet"))
+        m5, s5, _, t5 = mean_std(g["test_top5"]) if len(g) else (math.nan, math.nan, 0, ctx.not_run(m, "imagenet"))
+        row = {"Method": method_name(m), "Top-1 measured (mean ± std, n)": t1, "Top-5 measured (mean ± std, n)": t5}
+        drow = {"method": m, "status": "measured" if n else t1, "top1_mean": m1, "top1_std": s1, "top5_mean": m5,
+                "top5_std": s5, "n": n}
+        for v in versions:
+            r1, r5 = reported(m, "top1", v), reported(m, "top5", v)
+            row[f"Paper {v} top-1 / top-5"] = f"{r1:.2f} / {r5:.2f}" if finite(r1) else DASH
+            row[f"Δ top-1 vs {v}"] = signed(m1 - r1) if n and finite(r1) else DASH
+            drow.update({f"reported_{v}_top1": r1, f"reported_{v}_top5": r5,
+                         f"diff_{v}_top1": m1 - r1 if n else math.nan, f"diff_{v}_top5": m5 - r5 if n else math.nan})
+        row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
+        drow.update({"seeds": seeds_of(g), "epochs": epochs_of(g), "hardware": hardware_of(g)})
+        show.append(row)
+        data.append(drow)
+    notes = ctx.measured_note(ctx.primary[ctx.primary["dataset"] == "imagenet"] if len(ctx.primary) else ctx.primary)
+    srcs = "; ".join(f"{v}: {join_unique(rep[rep['version'] == v]['source'])}" for v in versions)
+    notes.append(f"Paper values (not measured here): {srcs}. The two versions of the paper report different "
+                 f"ImageNet numbers; both are shown.")
+    return Table(pd.DataFrame(data), pd.DataFrame(show), notes)
+
+# T6 -------------------------------------------------------------------------------------
+def t6_cost(ctx: Context) -> Table:
+    """T6: training time, throughput, memory and size per method and data set."""
+    show, data = [], []
+    for m in ctx.cfg["methods"]:
+        for d in ctx.cfg["datasets"]:
+            g = pair(ctx.primary, m, d)
+            if g.empty:
+                show.append({"Method": method_name(m), "Data set": dataset_name(d), "Epoch time (s)": ctx.not_run(m, d),
+                             "Images/s": DASH, "Peak train memory (MiB)": DASH, "Trainable params": DASH,
+                             "Runs": 0, "Epochs": DASH, "Hardware": DASH})
+                data.append({"method": m, "dataset": d, "status": ctx.not_run(m, d)})
+                continue
+            et, _, n, et_text = mean_std(g["epoch_time_s_mean"], scale=1.0)
+            ips, _, _, ips_text = mean_std(g["train_images_per_s"], scale=1.0, digits=0)
+            peak = g["peak_train_memory_bytes"].dropna()
+            show.append({"Method": method_name(m), "Data set": dataset_name(d), "Epoch time (s)": et_text,
+                         "Images/s": ips_text, "Peak train memory (MiB)": mib(peak.max()) if len(peak) else "n/a (CPU)",
+                         "Trainable params": human_int(g["params_trainable"].mean()), "Runs": n,
+                         "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
+            data.append({"method": m, "dataset": d, "status": "measured", "epoch_time_s_mean": et,
+                         "images_per_s_mean": ips, "peak_train_memory_bytes_max": peak.max() if len(peak) else math.nan,
+                         "params_trainable": g["params_trainable"].mean(), "n": n, "epochs": epochs_of(g),
+                         "hardware": hardware_of(g)})
+    notes = [f"Measured here (preset '{ctx.preset}'): mean ± std over runs of the per-run mean epoch time and "
+             f"throughput; peak memory is CUDA's max allocated while training (not measured on a CPU). Times "
+             f"depend on the hardware named per row and on other load on it."] + scale_note(ctx.primary)
+    return Table(pd.DataFrame(data), pd.DataFrame(show), notes)
+
+
+#: every table of this script: name -> (function, title, LaTeX label)
+TABLES: dict[str, tuple[Callable[[Context], Table], str, str]] = {
+    "T1_main": (t1_main, "T1. Main comparison: test accuracy (%) measured here vs. reported", "tab:main"),
+    "T2_strategies": (t2_strategies, "T2. Prediction strategies: accuracy, inference parameters and memory",
+                      "tab:strategies"),
+    "T3_pooling": (lambda ctx: ablation(ctx, "pooling"), "T3. Pooling ablation (ASGE)", "tab:pooling"),
+    "T4_alpha": (lambda ctx: ablation(ctx, "alpha"), "T4. Patch-rule exponent α ablation (ASGE)", "tab:alpha"),
+    "T5_imagenet": (t5_imagenet, "T5. ImageNet top-1 / top-5 (%) beside both paper versions", "tab:imagenet"),
+    "T6_cost": (t6_cost, "T6. Training cost per method", "tab:cost"),
+    "T8_variants": (t8_variants, "T8. ASGE variants (recipe study / ablations) beside BP", "tab:variants"),
 }
+TITLES = {name: (title, label) for name, (_, title, label) in TABLES.items()}
 
 
-def build(runs: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, list[str]]]:
-    t = Tables(runs, cfg)
-    return {"T1_main": t.t1(), "T2_strategies": t.t2(), "T3_pooling": t.ablation("pooling"),
-            "T4_alpha": t.ablation("alpha"), "T5_imagenet": t.t5(), "T6_cost": t.t6(), "T8_variants": t.t8()}
+def build(name: str, runs: pd.DataFrame, cfg: dict[str, Any]) -> Table:
+    """Table `name` of the runs (runs.csv) under the workflow settings `cfg`."""
+    return TABLES[name][0](Context(runs, cfg))
+
+
+def write(name: str, table: Table, paths: dict[str, str]) -> None:
+    """The formatter: `table` as Markdown, LaTeX and HTML (display strings, title, notes) and
+    CSV (the tidy numbers) at paths {"md": ..., "tex": ..., "csv": ..., "html": ...}."""
+    title, label = TITLES[name]
+    write_table(table.show, table.data, paths, title, label, table.notes)
+
+
+def read_runs(path: str) -> pd.DataFrame:
+    """runs.csv; an empty frame when no run finished (aggregate writes an empty file)."""
+    return pd.read_csv(path) if Path(path).stat().st_size > 1 else pd.DataFrame()
 
 
 def main_snakemake(snakemake: Any) -> None:
     log = setup_logging(snakemake)
-    path = snakemake.input.runs
-    runs = pd.read_csv(path) if Path(path).stat().st_size > 1 else pd.DataFrame()
-    for name, (show, data, notes) in build(runs, snakemake.params.cfg).items():
-        title, label = TITLES[name]
-        paths = {fmt: snakemake.output[f"{name}_{fmt}"] for fmt in ("md", "tex", "csv", "html")}
-        write_table(show, data, paths, title, label, notes)
-        log.info("%s: %d rows", name, len(show))
+    name = snakemake.wildcards.table
+    table = build(name, read_runs(snakemake.input.runs), snakemake.params.cfg)
+    write(name, table, {fmt: snakemake.output[fmt] for fmt in ("md", "tex", "csv", "html")})
+    log.info("%s: %d rows", name, len(table.show))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Shared helpers of the workflow's scripts: logging into the rule's log, number formatting,
-and tables written as Markdown, LaTeX and CSV without optional dependencies (pandas'
-to_markdown needs tabulate, to_latex needs jinja2)."""
+"""Shared helpers of the workflow's scripts: logging into the rule's log, display names (from
+the method registry and the data set catalog), number formatting, and tables written as
+Markdown, LaTeX and CSV without optional dependencies (pandas' to_markdown needs tabulate,
+to_latex needs jinja2)."""
 
 import logging
 import math
@@ -29,6 +30,49 @@ def setup_logging(snakemake: Any) -> logging.Logger:
     return logging.getLogger(Path(getattr(snakemake, "rule", "script")).name)
 
 
+# --- names ------------------------------------------------------------------------------------
+#: display names of methods the suite does not run but whose reported numbers T1 lists
+REPORTED_ONLY = {"deeperforward": "DeeperForward", "dtg-ff": "DTG-FF"}
+
+
+def suite_methods() -> list[str]:
+    """The methods this suite can run (the registry)."""
+    from asge.methods import list_methods
+
+    return list_methods()
+
+
+def method_name(m: str) -> str:
+    """A method's display name: the registry's, else a reported-only method's, else the key."""
+    from asge.methods import method_class
+
+    if m in suite_methods():
+        return getattr(method_class(m), "display_name", m)
+    return REPORTED_ONLY.get(m, m)
+
+
+def dataset_keys() -> list[str]:
+    """The data sets of the catalog, in its order."""
+    from asge.data.catalog import DATASETS
+
+    return list(DATASETS)
+
+
+def dataset_name(d: str) -> str:
+    """A data set's display name from the catalog (the key for an unknown one)."""
+    from asge.data.catalog import DATASETS
+
+    return DATASETS[d].display_name if d in DATASETS else d
+
+
+def dataset_classes(d: str) -> int:
+    """The number of classes of a data set (10 for an unknown one: the chance line of a figure)."""
+    from asge.data.catalog import DATASETS
+
+    return DATASETS[d].num_classes if d in DATASETS else 10
+
+
+# --- numbers ----------------------------------------------------------------------------------
 def finite(v: Any) -> bool:
     try:
         return v is not None and math.isfinite(float(v))
@@ -78,6 +122,37 @@ def join_unique(values: Iterable[Any]) -> str:
         if s not in seen and s not in ("nan", "None", ""):
             seen.append(s)
     return ", ".join(seen) if seen else DASH
+
+
+# --- a group of runs (rows of runs.csv) in words ----------------------------------------------
+def seeds_of(g: pd.DataFrame) -> str:
+    return ", ".join(str(int(s)) for s in sorted(g["seed"].unique())) if len(g) else DASH
+
+
+def epochs_of(g: pd.DataFrame) -> str:
+    return join_unique(int(e) for e in sorted(g["epochs"].unique())) if len(g) else DASH
+
+
+def hardware_of(g: pd.DataFrame) -> str:
+    return join_unique(g["hardware"]) if len(g) else DASH
+
+
+def ints(g: pd.DataFrame, col: str) -> str:
+    """The distinct integer values of a column ('–' when absent)."""
+    return join_unique(int(v) for v in g[col] if finite(v)) if col in g else DASH
+
+
+def scale_note(runs: pd.DataFrame) -> list[str]:
+    """A note when runs used data subsets (smoke/tiny presets)."""
+    if runs.empty or "cfg_subset_per_class" not in runs:
+        return []
+    sub = runs["cfg_subset_per_class"].dropna().unique()
+    tsub = runs["cfg_test_subset_per_class"].dropna().unique()
+    if len(sub) or len(tsub):
+        return [f"Measured on data subsets (subset_per_class={join_unique(int(s) for s in sub)}, "
+                f"test_subset_per_class={join_unique(int(s) for s in tsub)}): a pipeline check, not a "
+                f"reproduction of the reported numbers."]
+    return []
 
 
 # --- writers ---------------------------------------------------------------------------------
