@@ -183,10 +183,3 @@ def resolve_config(method: str, dataset: str, layers: list[Mapping], method_cls:
     if check is not None:
         check(cfg)
     return cfg
-
-
-def config_hash(cfg: Mapping) -> str:
-    """The run's result digest (asge.runconfig.result_digest, the one definition)."""
-    from asge.runconfig import result_digest
-
-    return result_digest(cfg)
