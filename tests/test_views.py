@@ -125,23 +125,6 @@ def test_tables_count_blocks_and_guard_delta(tiny):
         assert html.count("<tr>") >= 2 and "<td>" in html, name
 
 
-def test_identical_alpha_patch_counts_are_noted():
-    base = {"study": "ablations", "method": "asge", "dataset": "mnist", "seed": 0, "epochs": 1, "hardware": "CPU",
-            "cfg_pooling": "rms", "is_primary": True, "goodness_dims_total": 48, "patches": "[1, 1, 1, 1]",
-            "cfg_subset_per_class": None, "cfg_test_subset_per_class": None}
-    runs = pd.DataFrame([
-        {**base, "run": "a0", "variant": "alpha_0", "cfg_alpha": 0.0, "strategy": "fusion", "test_acc": 0.5},
-        {**base, "run": "a05", "variant": "alpha_05", "cfg_alpha": 0.5, "strategy": "fusion", "test_acc": 0.5},
-        {**base, "run": "ref", "variant": "reference", "cfg_alpha": 1.0, "strategy": "fusion", "test_acc": 0.6,
-         "patches": "[2, 2, 1, 1]"}])
-    cfg = {"preset": "t", "methods": ["asge"], "datasets": ["mnist"], "not_run": [], "reported": [],
-           "ablations": {"method": "asge", "dataset": "mnist"}}
-    show, _, notes = tables.Tables(runs, cfg).ablation("alpha")
-    assert any("α = 0 and α = 0.5 give the same patch counts P_l = 1 / 1 / 1 / 1" in n for n in notes), notes
-    assert not any("α = 1" in n and "same patch counts" in n for n in notes)
-    assert list(show["Patches P_l per layer"][:3]) == ["1 / 1 / 1 / 1", "1 / 1 / 1 / 1", "2 / 2 / 1 / 1"]
-
-
 def docs_filter() -> str:
     """The current-run filter that docs/operating.md gives for the MLflow UI."""
     text = (REPO / "docs" / "operating.md").read_text()
