@@ -28,3 +28,12 @@ def test_no_source_file_outside_tests_is_over_the_limit():
              *REPO.glob("workflow/**/*.smk"), REPO / "Snakefile"]
     long = {str(f.relative_to(REPO)): n for f in files if (n := len(f.read_text().splitlines())) > MAX_LINES}
     assert not long, f"over {MAX_LINES} lines (split by concern): {long}"
+
+
+def test_the_workflow_schema_lists_the_catalog_data_sets():
+    import yaml
+
+    from asge.data.catalog import DATASETS
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["$defs"]["dataset"]["enum"] == list(DATASETS)
