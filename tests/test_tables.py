@@ -1,6 +1,7 @@
 """The workflow's table, aggregate and figure scripts on small fake run folders (no training):
 display names from the registry and catalog, one function per table plus the formatter, the
-metrics schema read through asge.runfolder, Fig. 4 from diagnostics.pt."""
+metrics schema read through asge.runfolder, T1's intervals over seeds, T9's pairs by seed,
+Fig. 4 from diagnostics.pt."""
 from __future__ import annotations
 
 import json
@@ -66,7 +67,7 @@ def test_one_function_per_table_and_one_formatter(tmp_path):
     dirs = [fake_run(tmp_path, "main", "asge-mnist-s0", "asge", 0.9), fake_run(tmp_path, "main", "bp-mnist-s0", "bp", 0.8)]
     runs = aggregate.aggregate(dirs)
     assert set(tables.TABLES) == set(tables.TITLES) == {"T1_main", "T2_strategies", "T3_pooling", "T4_alpha",
-                                                        "T5_imagenet", "T6_cost", "T8_variants"}
+                                                        "T5_imagenet", "T6_cost", "T8_variants", "T9_paired"}
     t1 = tables.build("T1_main", runs, CFG)
     assert list(t1.show["Method"].unique()) == ["ASGE", "BP", "DTG-FF"]
     assert list(t1.show["Data set"].unique()) == ["MNIST", "CIFAR-10"]
@@ -80,8 +81,81 @@ def test_one_function_per_table_and_one_formatter(tmp_path):
     tables.write("T1_main", t1, paths)
     assert (tmp_path / "T1_main.md").read_text().startswith("**T1. Main comparison")
     assert "\\toprule" in (tmp_path / "T1_main.tex").read_text()
-    assert pd.read_csv(paths["csv"]).columns[0] == "method"
+    csv = pd.read_csv(paths["csv"])
+    assert csv.columns[0] == "method" and {"ci95_low", "ci95_high", "n"} <= set(csv.columns)
+    assert csv["ci95_low"].isna().all()  # one seed per cell: no interval, "–" in the display
+    assert set(t1.show["95 % CI (bootstrap)"]) == {"–"}
+    assert any("n = 1: one seed gives no interval" in n for n in t1.notes)
     assert "<td>ASGE</td>" in (tmp_path / "T1_main.html").read_text()
+
+
+def main_runs(accs: dict[tuple[str, str], dict[int, float]]) -> pd.DataFrame:
+    """runs.csv rows of the main study: {(method, data set): {seed: test accuracy}}."""
+    return pd.DataFrame([{"study": "main", "run": f"{m}-{d}-s{s}", "method": m, "dataset": d, "seed": s,
+                          "variant": None, "epochs": 2, "strategy": "fusion" if m == "asge" else "last",
+                          "is_primary": True, "test_acc": acc, "hardware": "CPU"}
+                         for (m, d), by_seed in accs.items() for s, acc in by_seed.items()])
+
+
+def test_t1_gives_a_reproducible_bootstrap_interval_over_seeds(tmp_path):
+    runs = main_runs({("asge", "mnist"): {0: 0.90, 1: 0.92, 2: 0.91}, ("bp", "mnist"): {0: 0.95}})
+    cfg = {**CFG, "reported": []}
+    t1 = tables.build("T1_main", runs, cfg)
+    row = t1.data.set_index(["method", "dataset"]).loc[("asge", "mnist")]
+    assert row["n"] == 3 and row["ci95_low"] <= row["measured_mean"] <= row["ci95_high"]
+    assert 90.0 <= row["ci95_low"] < row["ci95_high"] <= 92.0
+    shown = t1.show.set_index(["Method", "Data set"])["95 % CI (bootstrap)"]
+    assert shown[("ASGE", "MNIST")] == f"[{row['ci95_low']:.2f}, {row['ci95_high']:.2f}]"
+    assert shown[("BP", "MNIST")] == "–" and shown[("ASGE", "CIFAR-10")] == "–"  # n = 1, not run
+    paths = [{fmt: str(tmp_path / f"{k}.{fmt}") for fmt in ("md", "tex", "csv", "html")} for k in "ab"]
+    for p in paths:  # built and written twice: the same bytes
+        tables.write("T1_main", tables.build("T1_main", runs, cfg), p)
+    for fmt in ("md", "tex", "csv", "html"):
+        assert Path(paths[0][fmt]).read_bytes() == Path(paths[1][fmt]).read_bytes(), fmt
+
+
+def test_t9_pairs_asge_with_each_baseline_by_seed(tmp_path):
+    base = {0: 0.881, 1: 0.904, 2: 0.897}
+    runs = main_runs({("asge", "mnist"): {s: a + 0.02 for s, a in base.items()}, ("bp", "mnist"): base,
+                      ("ff", "mnist"): {0: 0.80, 5: 0.81}, ("cwc", "mnist"): {3: 0.85},
+                      ("asge", "cifar10"): {0: 0.6}, ("bp", "cifar10"): {0: 0.7, 1: 0.72}})
+    cfg = {**CFG, "methods": ["asge", "ff", "cwc", "bp"], "reported": [],
+           "not_run": [{"method": "ff", "dataset": "cifar10", "reason": "too slow"}]}
+    t9 = tables.build("T9_paired", runs, cfg)
+    rows = t9.data.set_index(["dataset", "baseline"])
+    assert list(rows.index) == [(d, m) for d in ("mnist", "cifar10") for m in ("ff", "cwc", "bp")]
+    bp = rows.loc[("mnist", "bp")]  # ASGE = BP + 2 points on every seed
+    assert bp["status"] == "measured" and bp["n"] == 3 and bp["seeds"] == "0, 1, 2"
+    assert (bp["diff_mean"], bp["ci95_boot_low"], bp["ci95_boot_high"]) == (2.0, 2.0, 2.0)
+    assert (bp["ci95_t_low"], bp["ci95_t_high"]) == (2.0, 2.0) and bp["reference_ahead"] == 3
+    ff = rows.loc[("mnist", "ff")]  # one shared seed: a difference, no interval
+    assert ff["n"] == 1 and ff["diff_mean"] == pytest.approx(0.881 * 100 + 2 - 80) and pd.isna(ff["ci95_boot_low"])
+    assert ff["seeds_unpaired"] == "1, 2, 5"
+    assert rows.loc[("mnist", "cwc"), "status"] == "no shared seeds" and rows.loc[("mnist", "cwc"), "n"] == 0
+    assert rows.loc[("cifar10", "ff"), "status"] == "FF not run (too slow)"
+    assert rows.loc[("cifar10", "cwc"), "status"] == "CwC-FF not run"
+    assert rows.loc[("cifar10", "bp"), "n"] == 1 and rows.loc[("cifar10", "bp"), "diff_mean"] == pytest.approx(-10.0)
+    show = t9.show.set_index(["Data set", "Baseline"])
+    assert show.loc[("MNIST", "BP"), "95 % CI (paired bootstrap)"] == "[2.00, 2.00]"
+    assert show.loc[("MNIST", "FF"), "95 % CI (t)"] == "–" and show.loc[("MNIST", "FF"), "n (shared seeds)"] == 1
+    assert show.loc[("MNIST", "CwC-FF"), "Δ (pp)"] == "no shared seeds"
+    assert show.loc[("MNIST", "CwC-FF"), "Seeds"] == "ASGE: 0, 1, 2; CwC-FF: 3"
+    assert show.loc[("CIFAR-10", "FF"), "Δ (pp)"] == "FF not run (too slow)"
+    assert any("paired bootstrap" in n and "fixed seed" in n for n in t9.notes)
+    paths = {fmt: str(tmp_path / f"T9_paired.{fmt}") for fmt in ("md", "tex", "csv", "html")}
+    tables.write("T9_paired", t9, paths)
+    assert (tmp_path / "T9_paired.md").read_text().startswith("**T9. ASGE against each baseline, paired by seed")
+    alone = tables.build("T9_paired", runs, {**cfg, "methods": ["asge"]})  # no baseline: no row, said so
+    assert alone.data.empty and "No baseline among this preset's methods: no pair." in alone.notes
+    tables.write("T9_paired", alone, paths)
+
+
+def test_the_workflow_lists_every_table_with_a_caption():
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    for name in tables.TABLES:
+        assert f'"{name}": (' in common, name
+        assert (REPO / "workflow" / "report" / f"{name}.rst").is_file(), name
+    assert '"T9_paired": ("T9. ASGE against each baseline, paired by seed", "Tables")' in common
 
 
 def test_identical_alpha_patch_counts_are_noted():

@@ -92,7 +92,7 @@ def test_every_table_and_figure_is_built(tiny):
     assert set(runs[runs["study"] == "ablations"]["variant"]) == {"reference", "pool_avg", "alpha_0"}
     assert runs["test_acc"].between(0, 1).all() and (runs["epochs"] == 1).all()
     t1 = (res / "tables" / "T1_main.md").read_text()
-    assert re.search(r"\| ASGE \| MNIST \| fusion \| \d+\.\d\d \(n=1\) \| 0 \| 1 \| CPU", t1)
+    assert re.search(r"\| ASGE \| MNIST \| fusion \| \d+\.\d\d \(n=1\) \| – \| 0 \| 1 \| CPU", t1)
     assert "| ASGE | CIFAR-10 | – | not run |" in t1 and "99.65" in t1
     t3 = (res / "tables" / "T3_pooling.md").read_text()
     assert re.search(r"\| max \| not run", t3) and re.search(r"\| avg \| \d+\.\d\d \(n=1\)", t3)

@@ -259,7 +259,8 @@ def train_launcher(wildcards):
 
 
 # --- tables and figures --------------------------------------------------------------------------
-#: the tables of workflow/scripts/tables.py: name -> (report label, report category); each has
+#: the tables of workflow/scripts/tables.py (TABLES there; T9 in tables_paired.py): name ->
+#: (report label, report category); each has
 #: its caption in workflow/report/<name>.rst
 TABLES = {
     "T1_main": ("T1. Main comparison", "Tables"),
@@ -276,6 +277,7 @@ TABLE_FORMATS = ("md", "tex", "csv", "html")
 FIGURES = {
     "fig1_ff_layers": ("fig1", "fig1", "Paper figures", "Fig. 1: FF per-layer positive/negative accuracy"),
     "fig3_asge_layers": ("fig3", "fig3", "Paper figures", "Fig. 3: ASGE per-layer accuracy"),
+    "T9_paired": ("T9. ASGE against each baseline, paired by seed", "Tables"),
     "fig4_goodness": ("fig4", "fig4", "Paper figures", "Fig. 4: ASGE goodness distributions"),
     "fig_cost": ("cost", "fig_cost", "Cost", "Training time and inference size"),
 }

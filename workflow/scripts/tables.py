@@ -1,25 +1,28 @@
-"""Tables T1-T6 and T8 from results/.../tables/runs.csv (Markdown, LaTeX, CSV and HTML each):
-T1 main comparison (measured mean ± std over seeds beside the paper-reported value), T2
-prediction strategies, T3 pooling and T4 α ablation, T5 ImageNet beside both paper versions, T6
-training cost, T8 every ablation variant beside BP. Every measured number comes from a run of
-this suite, named with its seeds, epochs and hardware; a cell without runs says "not run".
+"""Tables T1-T6, T8 and T9 from results/.../tables/runs.csv (Markdown, LaTeX, CSV and HTML each):
+T1 main comparison (measured mean ± std and bootstrap 95 % CI over seeds beside the
+paper-reported value), T2 prediction strategies, T3 pooling and T4 α ablation, T5 ImageNet
+beside both paper versions, T6 training cost, T8 every ablation variant beside BP, T9 ASGE
+against each baseline paired by seed (tables_paired.py). Every measured number comes from a run
+of this suite, named with its seeds, epochs and hardware; a cell without runs says "not run".
 
 One function per table (`TABLES`) turns the runs into a `Table`: the tidy numbers (one row per
 table row, raw values: the CSV), their display strings and the notes; `write` formats it.
+`Table` and `Context` live in wfutil (shared with tables_paired), the statistics in stats.
 Method names come from the method registry, data set names from the data set catalog.
 """
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from wfutil import (DASH, NOT_RUN, dataset_keys, dataset_name, epochs_of, finite, hardware_of, human_int, ints,
-                    join_unique, mean_std, method_name, mib, scale_note, seeds_of, setup_logging, signed,
-                    suite_methods, write_table)
+from stats import bootstrap_mean_ci
+from tables_paired import t9_paired
+from wfutil import (DASH, NOT_RUN, Context, Table, ci_text, dataset_keys, dataset_name, epochs_of, finite,
+                    hardware_of, human_int, ints, join_unique, mean_std, method_name, mib, pair, scale_note,
+                    seeds_of, setup_logging, signed, write_table)
 
 POOLINGS = ("rms", "avg", "max")
 STRATEGY_ORDER = ("fusion", "last", "best", "ga", "sf")
@@ -47,50 +50,6 @@ def comparability(g: pd.DataFrame, run_file: dict[str, Any]) -> list[str]:
     return reasons
 
 
-@dataclass
-class Table:
-    """One table: `data` the tidy numbers (the CSV), `show` the same rows for reading (md, tex,
-    html), `notes` the paragraphs below it."""
-
-    data: pd.DataFrame
-    show: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
-
-
-class Context:
-    """The runs split by study and the workflow's settings, shared by every table."""
-
-    def __init__(self, runs: pd.DataFrame, cfg: dict[str, Any]) -> None:
-        self.all = runs
-        self.cfg = cfg
-        self.main = runs[runs["study"] == "main"] if not runs.empty else runs
-        self.primary = self.main[self.main["is_primary"].astype(bool)] if not runs.empty else runs
-        self.reported = pd.DataFrame(cfg["reported"], columns=["method", "dataset", "metric", "value", "source",
-                                                               "version"])
-        self.preset = cfg["preset"]
-        self.run_files = {k: (json.loads(v) if v else {}) for k, v in (cfg.get("run_files") or {}).items()}
-        self.ablations = self.all[self.all["study"] == "ablations"] if len(self.all) else self.all
-
-    def not_run(self, method: str, dataset: str) -> str:
-        """The text of a cell without runs (with the configured reason where there is one)."""
-        for item in self.cfg["not_run"]:
-            if item["method"] == method and item["dataset"] == dataset:
-                return f"{NOT_RUN} ({item['reason']})"
-        if method not in self.cfg["methods"] and method not in suite_methods():
-            return f"{NOT_RUN} (not in this suite)"
-        return NOT_RUN
-
-    def measured_note(self, runs: pd.DataFrame) -> list[str]:
-        notes = [f"Measured here (preset '{self.preset}'): test accuracy in %, mean ± sample std over seeds "
-                 f"(n = number of seeds); seeds, epochs and hardware are given per row."]
-        return notes + scale_note(runs)
-
-
-def pair(runs: pd.DataFrame, method: str, dataset: str) -> pd.DataFrame:
-    """The rows of one method on one data set."""
-    return runs[(runs["method"] == method) & (runs["dataset"] == dataset)] if len(runs) else runs
-
-
 # T1 -------------------------------------------------------------------------------------
 def t1_main(ctx: Context) -> Table:
     """T1: each method's primary strategy per data set, measured beside reported."""
@@ -108,6 +67,8 @@ def t1_main(ctx: Context) -> Table:
             if d == "imagenet" and len(rep) > 1:  # both ASGE versions: the newest here, both in T5
                 rep = rep.sort_values("version").tail(1)
             mean, std, n, text = mean_std(g["test_acc"]) if len(g) else (math.nan, math.nan, 0, ctx.not_run(m, d))
+            # rounded so that last-bit noise of the resample means cannot change the CSV
+            low, high = (round(v, 6) for v in bootstrap_mean_ci(100 * g["test_acc"])) if n else (math.nan,) * 2
             r_val = float(rep["value"].iloc[0]) if len(rep) else math.nan
             r_src = str(rep["source"].iloc[0]) if len(rep) else DASH
             reasons = comparability(g, ctx.run_files.get(f"{m}/{d}", {})) if n else []
@@ -116,16 +77,21 @@ def t1_main(ctx: Context) -> Table:
                 not_comparable.append(f"{method_name(m)} on {dataset_name(d)}: {'; '.join(reasons)}")
             strategy = join_unique(g["strategy"]) if len(g) else DASH
             show.append({"Method": method_name(m), "Data set": dataset_name(d), "Strategy": strategy,
-                         "Measured here (mean ± std, n)": text, "Seeds": seeds_of(g), "Epochs": epochs_of(g),
+                         "Measured here (mean ± std, n)": text, "95 % CI (bootstrap)": ci_text(low, high),
+                         "Seeds": seeds_of(g), "Epochs": epochs_of(g),
                          "Hardware": hardware_of(g),
                          "Reported": f"{r_val:.2f}" if finite(r_val) else DASH, "Source": r_src,
                          "Δ (measured − reported)": f"{DASH} †" if reasons and finite(r_val) else signed(diff)})
             data.append({"method": m, "dataset": d, "strategy": strategy if n else "", "status": "measured" if n else text,
-                         "measured_mean": mean, "measured_std": std, "n": n, "seeds": seeds_of(g) if n else "",
+                         "measured_mean": mean, "measured_std": std, "ci95_low": low, "ci95_high": high, "n": n,
+                         "seeds": seeds_of(g) if n else "",
                          "epochs": epochs_of(g) if n else "", "hardware": hardware_of(g) if n else "",
                          "reported": r_val, "reported_source": r_src if len(rep) else "", "difference": diff,
                          "comparable": not reasons if n else "", "not_comparable_because": "; ".join(reasons)})
     notes = ctx.measured_note(ctx.primary)
+    notes.append("95 % CI: percentile bootstrap of the mean over seeds (10,000 resamples with a fixed seed, so a "
+                 "rebuild gives the same numbers); '–' where n = 1: one seed gives no interval. With 2–3 seeds the "
+                 "bootstrap can only recombine those values (n = 2: [min, max]), so read the interval with n.")
     notes.append("Reported: the value published in the named source (not measured here). ImageNet: the v2 "
                  "number; T5 lists both paper versions.")
     notes.append("Primary strategy per method: ASGE and FF Fusion Pred, CwC-FF GA, BP the classifier head.")
@@ -365,6 +331,8 @@ TABLES: dict[str, tuple[Callable[[Context], Table], str, str]] = {
     "T5_imagenet": (t5_imagenet, "T5. ImageNet top-1 / top-5 (%) beside both paper versions", "tab:imagenet"),
     "T6_cost": (t6_cost, "T6. Training cost per method", "tab:cost"),
     "T8_variants": (t8_variants, "T8. ASGE variants (recipe study / ablations) beside BP", "tab:variants"),
+    "T9_paired": (t9_paired, "T9. ASGE against each baseline, paired by seed: difference in test accuracy "
+                  "(percentage points)", "tab:paired"),
 }
 TITLES = {name: (title, label) for name, (_, title, label) in TABLES.items()}
 

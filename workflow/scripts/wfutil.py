@@ -1,12 +1,14 @@
 """Shared helpers of the workflow's scripts: logging into the rule's log, display names (from
-the method registry and the data set catalog), number formatting, and tables written as
-Markdown, LaTeX and CSV without optional dependencies (pandas' to_markdown needs tabulate,
-to_latex needs jinja2)."""
+the method registry and the data set catalog), number formatting, what every table function
+shares (Table, Context), and tables written as Markdown, LaTeX and CSV without optional
+dependencies (pandas' to_markdown needs tabulate, to_latex needs jinja2)."""
 
+import json
 import logging
 import math
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -97,6 +99,11 @@ def mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> 
     return mean, std, n, text
 
 
+def ci_text(low: Any, high: Any, digits: int = 2) -> str:
+    """A confidence interval as "[low, high]"; "–" where it is undefined (n = 1, no runs)."""
+    return f"[{float(low):.{digits}f}, {float(high):.{digits}f}]" if finite(low) and finite(high) else DASH
+
+
 def mib(v: Any) -> str:
     return f"{float(v) / 2**20:.1f}" if finite(v) else DASH
 
@@ -153,6 +160,52 @@ def scale_note(runs: pd.DataFrame) -> list[str]:
                 f"test_subset_per_class={join_unique(int(s) for s in tsub)}): a pipeline check, not a "
                 f"reproduction of the reported numbers."]
     return []
+
+
+# --- what every table function shares (tables.py, tables_paired.py) ---------------------------
+@dataclass
+class Table:
+    """One table: `data` the tidy numbers (the CSV), `show` the same rows for reading (md, tex,
+    html), `notes` the paragraphs below it."""
+
+    data: pd.DataFrame
+    show: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+class Context:
+    """The runs split by study and the workflow's settings, shared by every table."""
+
+    def __init__(self, runs: pd.DataFrame, cfg: dict[str, Any]) -> None:
+        self.all = runs
+        self.cfg = cfg
+        self.main = runs[runs["study"] == "main"] if not runs.empty else runs
+        self.primary = self.main[self.main["is_primary"].astype(bool)] if not runs.empty else runs
+        self.reported = pd.DataFrame(cfg["reported"], columns=["method", "dataset", "metric", "value", "source",
+                                                               "version"])
+        self.preset = cfg["preset"]
+        self.run_files = {k: (json.loads(v) if v else {}) for k, v in (cfg.get("run_files") or {}).items()}
+        self.ablations = self.all[self.all["study"] == "ablations"] if len(self.all) else self.all
+
+    def not_run(self, method: str, dataset: str) -> str:
+        """The text of a cell without runs (with the configured reason where there is one)."""
+        for item in self.cfg["not_run"]:
+            if item["method"] == method and item["dataset"] == dataset:
+                return f"{NOT_RUN} ({item['reason']})"
+        if method not in self.cfg["methods"] and method not in suite_methods():
+            return f"{NOT_RUN} (not in this suite)"
+        return NOT_RUN
+
+    def measured_note(self, runs: pd.DataFrame) -> list[str]:
+        """The note on what was measured (and on data subsets, where used)."""
+        notes = [f"Measured here (preset '{self.preset}'): test accuracy in %, mean ± sample std over seeds "
+                 f"(n = number of seeds); seeds, epochs and hardware are given per row."]
+        return notes + scale_note(runs)
+
+
+def pair(runs: pd.DataFrame, method: str, dataset: str) -> pd.DataFrame:
+    """The rows of one method on one data set."""
+    return runs[(runs["method"] == method) & (runs["dataset"] == dataset)] if len(runs) else runs
 
 
 # --- writers ---------------------------------------------------------------------------------
