@@ -9,11 +9,14 @@ The run folder stays the source of truth; MLflow mirrors it for browsing. One co
     asge.tracking_records   what is logged: params, tags, per-epoch and final metrics (pure functions)
     asge.tracking_callback  MLflowCallback, the engine callback (resume, supersede, FAILED, KILLED)
     asge.tracking_plots     the curves plot logged with each finished run
+    asge.tracking_import    committed run folders into a store, as if logged live
 
 `python -m asge.tracking init --experiment main --experiment ablations [--flag FILE]` creates
 the store and experiments once, before parallel writers start (the workflow's first job).
 `python -m asge.tracking relocate --uri sqlite:///COPY/mlflow.db` points a copied or moved
 store at the mlartifacts/ beside it (MLflow keeps absolute artifact URIs).
+`python -m asge.tracking import results/reference/runs [--experiment-prefix reference-]
+[--tracking-uri sqlite:///mlflow.db]` loads finished run folders without retraining (idempotent).
 """
 from __future__ import annotations
 
@@ -34,8 +37,9 @@ __all__ = ["MLflowCallback", "default_tracking_uri", "epoch_metrics", "final_met
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`init`: create the store and experiments; `relocate`: repoint a copied store's artifacts."""
-    ap = argparse.ArgumentParser(description="Create the MLflow store and experiments before parallel jobs log to it.")
+    """`init`: create the store and experiments; `relocate`: repoint a copied store's artifacts;
+    `import`: load finished run folders into the store."""
+    ap = argparse.ArgumentParser(description="The MLflow store: create it, repoint a copy, import run folders.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("init", help="create the store and the experiments")
     p.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
@@ -44,9 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("relocate", help="point a copied or moved SQLite store at the mlartifacts/ beside it")
     r.add_argument("--uri", default=None, help="the store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
     r.add_argument("--artifacts", default=None, help="artifact folder (default: mlartifacts/ beside the database)")
+    i = sub.add_parser("import", help="load finished run folders (<runs>/<study>/<run>/) into the store")
+    i.add_argument("runs", type=Path, help="the runs folder, e.g. results/reference/runs")
+    i.add_argument("--experiment-prefix", default=None,
+                   help="experiment = <prefix><study> (default: the prefix of the preset whose results hold RUNS, else '')")
+    i.add_argument("--tracking-uri", "--uri", dest="uri", default=None,
+                   help="the store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     uri = args.uri or default_tracking_uri()
+    if args.cmd == "import":
+        from asge.tracking_import import import_runs
+
+        summary = import_runs(args.runs, args.experiment_prefix, uri, say=lambda line: print(line, file=sys.stderr))
+        print(f"{summary.line()} ({args.runs} -> {uri})")
+        return 1 if summary.failed else 0
     if args.cmd == "relocate":
         from asge.tracking_store import relocate
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from asge.runfolder import CONFIG, HISTORY, METRICS, Metrics
-from asge.tracking_records import (TAG, epoch_metrics, error_text, final_metrics, final_tags, param_items,
-                                   result_digest, run_tags, summary_metrics)
+from asge.tracking_records import (TAG, epoch_metrics, error_text, final_metrics, final_tags, metrics_digest,
+                                   param_items, result_digest, run_tags, summary_metrics)
 from asge.tracking_store import default_tracking_uri, get_or_create_experiment, make_client, retry
 
 log = logging.getLogger("asge.tracking")
@@ -54,6 +54,11 @@ class MLflowCallback:
     not import the engine and torch). `cfg`: the resolved config, so that a run that fails
     during setup (before `on_start`) is recorded with its params.
     """
+
+    #: the run's start and end (ms since the epoch); None: now. An import of a finished run
+    #: (asge.tracking_import) sets them from the run folder
+    start_time_ms: int | None = None
+    end_time_ms: int | None = None
 
     def __init__(self, experiment: str, run_name: str, tracking_uri: str | None = None, *,
                  cfg: Mapping[str, Any] | None = None, attempts: int = 8, base_delay: float = 0.1) -> None:
@@ -90,17 +95,24 @@ class MLflowCallback:
 
         self._log_batch(tags=[RunTag(k, v) for k, v in tags.items()])
 
-    @staticmethod
-    def _metrics_at(step: int, values: Mapping[str, float]) -> list[Any]:
+    def _timestamp(self, step: int) -> int:
+        """When the values of `step` were measured (ms); live: now."""
+        return int(time.time() * 1000)
+
+    def _metrics_at(self, step: int, values: Mapping[str, float]) -> list[Any]:
         from mlflow.entities import Metric
 
-        ts = int(time.time() * 1000)
+        ts = self._timestamp(step)
         return [Metric(k, v, ts, step) for k, v in sorted(values.items())]
+
+    def _run_tags(self, cfg: Mapping[str, Any], out_dir: Path, digest: str) -> dict[str, str]:
+        """The tags known before training (asge.tracking_records.run_tags)."""
+        return run_tags(cfg, out_dir, self.experiment, digest)
 
     def _create_run(self, exp_id: str, digest: str) -> None:
         from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-        run = self._call("create_run", exp_id, run_name=self.run_name,
+        run = self._call("create_run", exp_id, run_name=self.run_name, start_time=self.start_time_ms,
                          tags={MLFLOW_RUN_NAME: self.run_name, TAG + "config_hash": digest})
         self.run_id = run.info.run_id
 
@@ -119,7 +131,7 @@ class MLflowCallback:
         resumable = [r for r in live if r.info.status != "FINISHED" and r.data.tags.get(TAG + "config_hash") == digest
                      and r.data.tags.get(TAG + "failed_in") != "setup"]  # a setup failure trained nothing
         target = resumable[0] if start_epoch > 0 and resumable else None
-        tags = run_tags(cfg, out_dir, self.experiment, digest)
+        tags = self._run_tags(cfg, out_dir, digest)
         if target is not None:
             self.run_id = target.info.run_id
             self.resumed = True
@@ -171,7 +183,8 @@ class MLflowCallback:
         self._reconcile(self.history)
         step = int(metrics.get("epochs") or self.cfg.get("epochs") or 0)
         self._log_batch(metrics=self._metrics_at(step, final_metrics(metrics)))
-        self._log_tags(final_tags(metrics))
+        # the metrics digest identifies the finished run: an import of its folder skips it
+        self._log_tags({**final_tags(metrics), TAG + "metrics_digest": metrics_digest(out_dir)})
         self._log_dataset(metrics)
         for name in (CONFIG, HISTORY, METRICS):
             if (out_dir / name).is_file():
@@ -182,7 +195,7 @@ class MLflowCallback:
             png = plot_curves(self.history, f"{self.run_name} ({self.experiment})", Path(tmp) / "curves.png")
             if png is not None:
                 self._call("log_artifact", self.run_id, str(png), "plots")
-        self._call("set_terminated", self.run_id, status="FINISHED")
+        self._call("set_terminated", self.run_id, status="FINISHED", end_time=self.end_time_ms)
 
     def on_failure(self, error: BaseException, out_dir: Path) -> None:
         if self.run_id is None:
@@ -206,7 +219,7 @@ class MLflowCallback:
         self._create_run(exp_id, digest)
         self._log_batch(params=[Param(k, v) for k, v in param_items(self.cfg).items()])
         text = error_text(error)
-        self._log_tags({**run_tags(self.cfg, out_dir, self.experiment, digest), TAG + "error": text,
+        self._log_tags({**self._run_tags(self.cfg, out_dir, digest), TAG + "error": text,
                         TAG + "failed_in": "setup", "mlflow.note.content": f"Failed during setup: {text}"})
         self._call("set_terminated", self.run_id, status="FAILED")
 

@@ -6,11 +6,14 @@
   epoch-wide ones plain (`epoch_time_s`, `images_per_s`, `lr`, `val_acc_best_readout`, ...).
   Column names are the history's own: a method's training accuracy is named by the method
   (`train_acc`, FF's `train_posneg_acc`), never renamed here;
-- final metrics (step = epochs) from metrics.json, read through its schema (asge.runfolder).
+- final metrics (step = epochs) from metrics.json, read through its schema (asge.runfolder);
+- identity of a finished run: the result digest (`asge.config_hash`) and a digest of its
+  metrics.json (`asge.metrics_digest`), shared by a live run and an import of its folder.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -20,7 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from asge.runfolder import COST_FIELDS, Metrics
+from asge.runfolder import COST_FIELDS, METRICS, Metrics
 
 REPO = Path(__file__).resolve().parent.parent
 TAG = "asge."  # prefix of the suite's own tags
@@ -122,13 +125,21 @@ def result_digest(cfg: Mapping[str, Any]) -> str:
         return ""
 
 
-def run_tags(cfg: Mapping[str, Any], out_dir: Path, study: str, digest: str) -> dict[str, str]:
-    """The tags every run of the suite carries, known before training starts."""
+def metrics_digest(out_dir: Path) -> str:
+    """A digest of the folder's metrics.json bytes ('' without one)."""
+    path = Path(out_dir) / METRICS
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+
+
+def run_tags(cfg: Mapping[str, Any], out_dir: Path, study: str, digest: str,
+             env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The tags every run of the suite carries, known before training starts; `env`: the
+    environment tags (default: this machine's, `environment_tags()`)."""
     return {
         TAG + "method": str(cfg.get("method")), TAG + "dataset": str(cfg.get("dataset")),
         TAG + "seed": str(cfg.get("seed")), TAG + "config_hash": digest, TAG + "study": study,
         TAG + "run_dir": str(Path(out_dir).resolve()), "mlflow.source.name": "asge.train",
-        "mlflow.source.type": "LOCAL", **environment_tags(),
+        "mlflow.source.type": "LOCAL", **(environment_tags() if env is None else env),
     }
 
 
@@ -160,4 +171,13 @@ def environment_tags() -> dict[str, str]:
                                 timeout=5)
         if commit.returncode == 0:
             tags["mlflow.source.git.commit"] = commit.stdout.strip()
+    return tags
+
+
+def recorded_environment_tags(hardware: Mapping[str, Any]) -> dict[str, str]:
+    """The environment tags that a finished run's metrics.json `hardware` still tells (an import
+    on another machine must not claim its own host, versions or commit for the run)."""
+    tags = {TAG + k: str(hardware[k]) for k in ("cpu", "python", "torch", "torchvision") if hardware.get(k)}
+    if hardware.get("gpu"):
+        tags[TAG + "cuda_available"] = "true"
     return tags
