@@ -187,6 +187,29 @@ def test_more_epochs_resume_a_finished_run(tiny):
     pd.testing.assert_frame_equal(again[again.epoch == 1][keep], first[keep])
 
 
+def test_a_fresh_clone_of_committed_runs_retrains_nothing(tiny, tmp_path):
+    """Committed run folders (no checkpoints, no Snakemake metadata, checkout times in any order)
+    plan only the aggregation, tables and figures, never a request or training job."""
+    import time
+
+    work, data = tiny
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for item in ("Snakefile", "workflow", "config", "profiles"):
+        src = work / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, clone / item)
+    shutil.copytree(work / "results" / "tiny" / "runs", clone / "results" / "tiny" / "runs",
+                    ignore=shutil.ignore_patterns("checkpoint.pt", ".lock"))
+    files = sorted((clone / "results").rglob("*"), key=lambda p: p.name, reverse=True)  # request.yaml last
+    now = time.time()
+    for i, f in enumerate(files):
+        os.utime(f, (now + i, now + i))
+    out = check(snakemake(clone, data, "-n"))
+    planned = set(re.findall(r"^rule (\w+):", out, flags=re.M))
+    assert planned and not planned & {"request", "train"}, out[-4000:]
+    assert "aggregate" in planned
+
+
 def test_lint_is_clean(tiny):
     out = check(snakemake(*tiny, "--lint"))
     assert "Congratulations, your workflow is in a good condition!" in out, out[-3000:]

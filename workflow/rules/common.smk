@@ -210,6 +210,14 @@ def run_request(wildcards):
     return resolved_request(wildcards.study, wildcards.run)
 
 
+def run_request_digest(wildcards):
+    """A digest of the run's request (the training job's param: its rerun trigger)."""
+    import hashlib
+
+    text = json.dumps(run_request(wildcards), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def experiment_args(wildcards):
     """MLflow arguments of the training command ('' when tracking is off)."""
     if not config["mlflow"]["enabled"]:
@@ -269,6 +277,7 @@ TABLES = {
     "T4_alpha": ("T4. α ablation", "Tables"),
     "T5_imagenet": ("T5. ImageNet", "Tables"),
     "T8_variants": ("T8. ASGE variants", "Tables"),
+    "T9_paired": ("T9. ASGE against each baseline, paired by seed", "Tables"),
     "T6_cost": ("T6. Training cost", "Cost"),
 }
 TABLE_FORMATS = ("md", "tex", "csv", "html")
@@ -277,7 +286,6 @@ TABLE_FORMATS = ("md", "tex", "csv", "html")
 FIGURES = {
     "fig1_ff_layers": ("fig1", "fig1", "Paper figures", "Fig. 1: FF per-layer positive/negative accuracy"),
     "fig3_asge_layers": ("fig3", "fig3", "Paper figures", "Fig. 3: ASGE per-layer accuracy"),
-    "T9_paired": ("T9. ASGE against each baseline, paired by seed", "Tables"),
     "fig4_goodness": ("fig4", "fig4", "Paper figures", "Fig. 4: ASGE goodness distributions"),
     "fig_cost": ("cost", "fig_cost", "Cost", "Training time and inference size"),
 }

@@ -1,6 +1,6 @@
 # Training: one job per planned run (see planned_runs in common.smk). The `request` rule writes
-# the run's resolved config to results/runs/<study>/<run>/request.yaml; its param is that config,
-# so a changed setting reruns exactly this run. `train` trains what the request says into the
+# the run's resolved config to results/runs/<study>/<run>/request.yaml; its param is that config
+# and the training job's param its digest, so a changed setting reruns exactly this run. `train` trains what the request says into the
 # same folder (asge.runfolder): config.yaml, history.csv, diagnostics.pt, metrics.json (written
 # last) and checkpoint.pt. The checkpoint is not a declared output, so it survives Snakemake's
 # removal of a failed job's outputs: a rerun resumes from it, also when only `epochs` grew. A
@@ -25,7 +25,9 @@ rule request:
 rule train:
     input:
         unpack(tracking_inputs),
-        request=results("runs", "{study}", "{run}", "request.yaml"),
+        # ancient: a fresh clone's checkout times never retrain a committed run; the digest
+        # param below reruns training exactly when the request changes
+        request=ancient(results("runs", "{study}", "{run}", "request.yaml")),
     output:
         metrics=results("runs", "{study}", "{run}", "metrics.json"),
         history=results("runs", "{study}", "{run}", "history.csv"),
@@ -36,6 +38,7 @@ rule train:
     wildcard_constraints:
         study="|".join(STUDIES),
     params:
+        request=run_request_digest,
         tracking=experiment_args,
         launcher=train_launcher,
     threads: job_resource("threads")
