@@ -89,21 +89,35 @@ def write_request(path: str | Path, request: Mapping[str, Any]) -> None:
                + yaml.safe_dump(dict(request), sort_keys=True))
 
 
-def read_request(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The config of a request file, with the runtime keys from $ASGE_RUNTIME and `overrides`
-    (which may set runtime keys only: anything else belongs in the request)."""
-    from asge.config import ConfigError, load_yaml, parse_override
+def load_request(spec: str) -> dict[str, Any]:
+    """A request given as a file path or as an inline JSON object (the workflow's way)."""
+    from asge.config import ConfigError, load_yaml
 
-    request = load_yaml(path)
+    if spec.lstrip().startswith("{"):
+        try:
+            request = json.loads(spec)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--request: not a valid JSON object ({e})") from None
+    else:
+        request = load_yaml(spec)
     for k in ("method", "dataset"):
         if not isinstance(request.get(k), str):
-            raise ConfigError(f"request file {path} has no {k!r}; it is written by the workflow (asge.runconfig)")
+            raise ConfigError(f"request {spec[:60]!r} has no {k!r}; requests are written by the workflow "
+                              f"(asge.runconfig.request_of)")
+    return request
+
+
+def request_config(request: Mapping[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The config of a request, with the runtime keys from $ASGE_RUNTIME and `overrides` (which
+    may set runtime keys only: anything else belongs in the request)."""
+    from asge.config import ConfigError, parse_override
+
     runtime = runtime_from_env()
     runtime.update(parse_override(o) for o in overrides)
     bad = sorted(set(runtime) - set(RUNTIME_KEYS))
     if bad:
         raise ConfigError(f"with --request only runtime keys may be set ({', '.join(RUNTIME_KEYS)}); got {bad}: "
-                          f"change them in the workflow config so that the request file records them")
+                          f"change them in the workflow config so that the request records them")
     return resolve(request["method"], request["dataset"], use_defaults=False, layers=[request, runtime])
 
 

@@ -2,11 +2,13 @@
 
     python -m asge.train --method asge --dataset mnist --out results/runs/asge-mnist-s0
     python -m asge.train --method bp --dataset cifar10 --config my.yaml --set epochs=5 --set lr=2e-3 --out ...
-    python -m asge.train --request RUN_DIR/request.yaml --out RUN_DIR --set threads=1   # the workflow's way
+    python -m asge.train --request RUN_DIR/request.yaml --out RUN_DIR --set threads=1   # retrain a request
+    python -m asge.train --request '{"method": "asge", ...}' --out RUN_DIR --force        # the workflow's way
 
 Config layers (later wins, see asge.runconfig): defaults in code -> config/runs/<method>/<dataset>.yaml
 (if it exists) -> each --config file -> each --set key=value. With --request the config is the
-request file the workflow resolved, plus runtime keys only ($ASGE_RUNTIME, --set). The run
+request the workflow resolved (a file, or inline JSON that is saved as <out>/request.yaml),
+plus runtime keys only ($ASGE_RUNTIME, --set). The run
 folder (asge.runfolder) gets config.yaml, history.csv, checkpoint.pt (every epoch; a rerun
 resumes from it), diagnostics.pt and metrics.json, written last: its presence means "finished".
 """
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", help="registered method (not with --request)")
     ap.add_argument("--dataset", help="data set (not with --request)")
-    ap.add_argument("--request", default=None, help="a request file the workflow wrote (resolved config)")
+    ap.add_argument("--request", default=None, help="a resolved config: a request file, or a JSON object (saved as <out>/request.yaml)")
     ap.add_argument("--out", required=True, help="run folder")
     ap.add_argument("--config", action="append", default=[], help="YAML file of key: value (repeatable)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one key (repeatable)")
@@ -46,11 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub
 
     from asge.config import ConfigError
-    from asge.runconfig import read_request
+    from asge.runconfig import load_request, request_config
 
+    request = None
     try:
         if args.request is not None:
-            cfg = read_request(args.request, args.set)
+            request = load_request(args.request)
+            cfg = request_config(request, args.set)
         else:
             cfg = resolve(args.method, args.dataset, args.config, args.set, not args.no_defaults)
     except (ConfigError, ValueError) as e:
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from asge.checkpoint import CheckpointError
     from asge.data import DataError
     from asge.engine import NonFiniteLoss, Trainer
+    from asge.runconfig import write_request
     from asge.runfolder import RunFolder, RunFolderBusy, RunFolderMismatch
     from asge.runtime import DeviceError
 
@@ -79,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{folder.path('metrics.json')} exists: this run is finished with these settings",
                       file=sys.stderr)
                 return 0
+            if request is not None:  # after prepare: a refused folder keeps the request of its result
+                write_request(folder.path("request.yaml"), request)
             Trainer(cfg, folder.out, callbacks).run()
     except (RunFolderBusy, RunFolderMismatch) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -2,6 +2,7 @@
 folder, files readable by colleagues; bad config input stops with the suite's ConfigError."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -67,6 +68,12 @@ def test_request_file_trains_with_runtime_keys_from_the_environment(data_root, t
     assert main(["--request", str(req), "--out", str(out), "--set", "threads=1"]) == 0
     cfg = load_yaml(out / "config.yaml")
     assert cfg["data_root"] == str(data_root) and cfg["threads"] == 1 and cfg["channels"] == [8, 16]
+    # the workflow's way: the request inline as JSON, saved in the run folder
+    inline = tmp_path / "inline"
+    assert main(["--request", json.dumps(load_yaml(req)), "--out", str(inline), "--set", "threads=1"]) == 0
+    assert load_yaml(inline / "request.yaml") == load_yaml(req)
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (out, inline))
+    assert a["config_hash"] == b["config_hash"] and a["val_acc_per_readout"] == b["val_acc_per_readout"]
     # with --request, settings that change the result belong in the request, not on the command line
     assert main(["--request", str(req), "--out", str(tmp_path / "other"), "--set", "lr=0.5"]) == 2
     assert "only runtime keys" in capsys.readouterr().err

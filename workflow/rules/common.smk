@@ -3,9 +3,9 @@
 # The plan: the effective config (config/config.yaml <- preset <- command line) lists methods,
 # data sets, seeds and ablation variants; `planned_runs()` turns them into Run records keyed by
 # (study, run name), e.g. ("main", "asge-cifar10-s0") or ("ablations", "asge-cifar10-pool_avg-s0").
-# Every training job is one Run. Its config is resolved once, here (`resolved_request`), written
-# to the run folder's request.yaml by the `request` rule, whose param is that resolved dict: so
-# Snakemake's params trigger retrains exactly the runs whose settings changed.
+# Every training job is one Run. Its config is resolved once, here (`resolved_request`); it is
+# the job's param (saved as the run folder's request.yaml), so Snakemake's params trigger
+# retrains exactly the runs whose settings changed.
 
 import json
 import os
@@ -18,7 +18,6 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 
-from asge.runconfig import write_request  # the request rule's run block
 
 STUDIES = ("main", "ablations")
 
@@ -204,18 +203,11 @@ def run_file_text(method, dataset):
     return json.dumps(yaml.safe_load(path.read_text()) or {}, sort_keys=True)
 
 
-def run_request(wildcards):
-    """The resolved request of the wildcards' run (the request rule's param: its rerun trigger)."""
+def run_request_json(wildcards):
+    """The resolved request of the wildcards' run as JSON: the training job's param (its rerun
+    trigger), saved by the training command as the run folder's request.yaml."""
     get_run(wildcards)
-    return resolved_request(wildcards.study, wildcards.run)
-
-
-def run_request_digest(wildcards):
-    """A digest of the run's request (the training job's param: its rerun trigger)."""
-    import hashlib
-
-    text = json.dumps(run_request(wildcards), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return json.dumps(resolved_request(wildcards.study, wildcards.run), sort_keys=True)
 
 
 def experiment_args(wildcards):
@@ -267,9 +259,8 @@ def train_launcher(wildcards):
 
 
 # --- tables and figures --------------------------------------------------------------------------
-#: the tables of workflow/scripts/tables.py (TABLES there; T9 in tables_paired.py): name ->
-#: (report label, report category); each has
-#: its caption in workflow/report/<name>.rst
+#: the tables of workflow/scripts/tables.py (T9 in tables_paired.py): name -> (report label,
+#: report category); each has its caption in workflow/report/<name>.rst
 TABLES = {
     "T1_main": ("T1. Main comparison", "Tables"),
     "T2_strategies": ("T2. Prediction strategies", "Tables"),
