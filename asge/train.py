@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", help="registered method (not with --request)")
     ap.add_argument("--dataset", help="data set (not with --request)")
-    ap.add_argument("--request", default=None, help="a resolved config: a request file, or a JSON object (saved as <out>/request.yaml)")
+    ap.add_argument("--request", default=None,
+                    help="a resolved config: a request file, or a JSON object (saved as <out>/request.yaml)")
     ap.add_argument("--out", required=True, help="run folder")
     ap.add_argument("--config", action="append", default=[], help="YAML file of key: value (repeatable)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one key (repeatable)")
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{folder.path('metrics.json')} exists: this run is finished with these settings",
                       file=sys.stderr)
                 return 0
-            if request is not None:  # after prepare: a refused folder keeps the request of its result
+            # after prepare: a refused folder keeps the request of its result; rank 0 writes files
+            if request is not None and int(os.environ.get("RANK", "0")) == 0:
                 write_request(folder.path("request.yaml"), request)
             Trainer(cfg, folder.out, callbacks).run()
     except (RunFolderBusy, RunFolderMismatch) as e:
