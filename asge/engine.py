@@ -209,6 +209,8 @@ class Trainer:
                 self.callbacks = []
             else:
                 self.folder.write_config(self.cfg)
+                if self.start_epoch:  # a kill between checkpoint and history.csv: the checkpoint's history wins
+                    self.folder.write_history(self.history)
             for cb in self.callbacks:
                 _safe(cb.on_start, self.cfg, self.out, self.start_epoch)
             for epoch in range(self.start_epoch, self.cfg["epochs"]):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from asge.checkpoint import CheckpointError
-from asge.engine import CHECKPOINT, NonFiniteLoss, Trainer
+from asge.engine import CHECKPOINT, Callback, NonFiniteLoss, Trainer
 from asge.train import main, resolve
 from tests.fakedata import write_mnist
 
@@ -55,7 +55,15 @@ def test_resume_gives_the_same_metrics(data_root, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         CrashAfterFirstEpoch(cfg_for(data_root), part).run()
     assert (part / CHECKPOINT).exists() and not (part / "metrics.json").exists()
-    resumed = Trainer(cfg_for(data_root), part).run()
+    (part / "history.csv").unlink()  # as if killed between the checkpoint and history.csv
+
+    class SeesHistory(Callback):  # what a callback (MLflow) finds in the folder when the resumed run starts
+        def on_start(self, cfg, out_dir, start_epoch):
+            self.epochs = sorted(set(pd.read_csv(out_dir / "history.csv").epoch))
+
+    seen = SeesHistory()
+    resumed = Trainer(cfg_for(data_root), part, [seen]).run()
+    assert seen.epochs == [1]
     assert resumed["test_acc_per_readout"] == full["test_acc_per_readout"]
     assert resumed["val_acc_per_readout"] == full["val_acc_per_readout"]
     a = pd.read_csv(tmp_path / "full" / "history.csv")

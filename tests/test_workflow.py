@@ -172,7 +172,7 @@ def test_more_epochs_resume_a_finished_run(tiny):
     """Raising `epochs` reruns the run's training job, which resumes from the checkpoint: the
     first epoch is not trained again (its history row is kept as it was)."""
     work, data = tiny
-    cfg = ("results=results/extend", "methods=[bp]", "datasets=[mnist]", "ablations={seeds: []}")
+    cfg = ("results=results/extend", "methods=[bp]", "datasets=[mnist]", "ablations=null")
     check(snakemake(work, data, config=cfg))
     run = work / "results" / "extend" / "runs" / "main" / "bp-mnist-s0"
     first = pd.read_csv(run / "history.csv")
@@ -261,7 +261,7 @@ def test_sigkilled_workflow_resumes_with_rerun_incomplete(tiny):
     import time
 
     work, data = tiny
-    cfg = ("results=results/killed", "methods=[asge]", "datasets=[mnist]", "ablations={}",
+    cfg = ("results=results/killed", "methods=[asge]", "datasets=[mnist]", "ablations=null",
            "overrides={all: {epochs: 150}}")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(OMP_WAIT_POLICY="PASSIVE", MLFLOW_DISABLE_TELEMETRY="true")
