@@ -24,7 +24,7 @@ def expected_runs(cfg: dict) -> set[tuple[str, str]]:
     """(study, run name) as workflow/rules/common.smk planned_runs() names them."""
     skip = {(i["method"], i["dataset"]) for i in cfg.get("not_run") or []}
     runs = {("main", f"{m}-{d}-s{s}") for m in cfg["methods"] for d in cfg["datasets"] if (m, d) not in skip
-            for s in cfg["seeds"]}
+            for s in (cfg.get("seeds_by") or {}).get(f"{m}/{d}", (cfg.get("seeds_by") or {}).get(d, cfg["seeds"]))}
     abl = cfg.get("ablations") or {}
     runs |= {("ablations", f"{abl['method']}-{abl['dataset']}-{v}-s{s}") for v in abl.get("variants") or {}
              for s in abl["seeds"]}
@@ -38,6 +38,8 @@ def test_preset_matches_the_issue():
     assert {"asge", "ff", "cwc", "bp"} <= set(cfg["methods"])
     assert set(cfg["datasets"]) == {"mnist", "fashionmnist", "cifar10"}
     assert len(cfg["seeds"]) >= 3
+    by = cfg["seeds_by"]  # CIFAR-10: >= 2 seeds for ASGE and BP, >= 1 for FF and CwC-FF
+    assert len(by["asge/cifar10"]) >= 2 and len(by["bp/cifar10"]) >= 2 and by["ff/cifar10"] and by["cwc/cifar10"]
     assert cfg["resources"]["gpu"] == 0 and cfg["resources"]["threads"] == 1
     assert cfg["require_gpu"] is False
     assert cfg["figures"] == {"dataset": "cifar10", "seed": 0}

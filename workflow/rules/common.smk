@@ -105,6 +105,12 @@ def not_run_reason(method, dataset):
     return None
 
 
+def seeds_of(method, dataset):
+    """The main study's seeds of a pair: `seeds_by` "<method>/<dataset>", else "<dataset>", else `seeds`."""
+    by = config.get("seeds_by") or {}
+    return by.get(f"{method}/{dataset}", by.get(dataset, config["seeds"]))
+
+
 @lru_cache(maxsize=None)
 def planned_runs():
     """{(study, name): Run} for every training run of the effective config."""
@@ -113,7 +119,7 @@ def planned_runs():
         for d in config["datasets"]:
             if not_run_reason(m, d):
                 continue
-            for s in config["seeds"]:
+            for s in seeds_of(m, d):
                 runs[("main", run_name(m, d, s))] = Run("main", run_name(m, d, s), m, d, s)
     abl = config.get("ablations") or {}
     for variant, settings in (abl.get("variants") or {}).items():
