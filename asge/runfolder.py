@@ -108,7 +108,7 @@ class RunFolderBusy(RuntimeError):
 
 
 class RunFolderMismatch(RuntimeError):
-    """A finished run folder holds a run with other settings."""
+    """The folder holds a finished run, or a checkpoint, of other settings."""
 
 
 class RunFolder:
@@ -147,7 +147,7 @@ class RunFolder:
     def verdict(self, cfg: Mapping[str, Any]) -> tuple[str, str]:
         """For a finished folder: ("done", ""), ("extend", "") when only `epochs` grew (resume from
         the checkpoint), or ("differs", what differs)."""
-        from asge.runconfig import RUNTIME_KEYS, result_digest
+        from asge.runconfig import result_digest
 
         metrics = read_metrics(self.out)
         if metrics.get("config_hash") == result_digest(cfg):
@@ -156,9 +156,7 @@ class RunFolder:
             if cfg["epochs"] > metrics.get("epochs", 0) and self.path(CHECKPOINT).exists():
                 return "extend", ""
             return "differs", f"epochs {metrics.get('epochs')} -> {cfg['epochs']}"
-        old = read_config(self.out)
-        keys = sorted(k for k in set(old) | set(cfg) if k not in RUNTIME_KEYS and k != "epochs"
-                      and old.get(k) != cfg.get(k))
+        keys = differing_keys(read_config(self.out), cfg)
         return "differs", "keys: " + (", ".join(keys) if keys else "unknown (no config.yaml)")
 
     def prepare(self, cfg: Mapping[str, Any], force: bool = False) -> bool:
@@ -193,7 +191,7 @@ class RunFolder:
         reports it: nothing is deleted on a guess)."""
         import torch
 
-        from asge.runconfig import RUNTIME_KEYS, result_digest
+        from asge.runconfig import result_digest
 
         ckpt = self.path(CHECKPOINT)
         if not ckpt.exists():
@@ -205,8 +203,7 @@ class RunFolder:
             return ""
         if old_digest == result_digest(cfg):
             return ""
-        keys = sorted(k for k in set(old) | set(cfg) if k not in RUNTIME_KEYS and k != "epochs"
-                      and old.get(k) != cfg.get(k))
+        keys = differing_keys(old, cfg)
         return "keys: " + (", ".join(keys) if keys else f"digest {old_digest}")
 
     # --- files -----------------------------------------------------------------------
@@ -224,6 +221,14 @@ class RunFolder:
     def write_metrics(self, metrics: Metrics) -> None:
         """Last: its presence means the run finished."""
         write_json(self.path(METRICS), metrics)
+
+
+def differing_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The keys of two configs that make their results differ (not `epochs`, not runtime keys)."""
+    from asge.runconfig import RUNTIME_KEYS
+
+    return sorted(k for k in set(old) | set(new) if k not in RUNTIME_KEYS and k != "epochs"
+                  and old.get(k) != new.get(k))
 
 
 def history_csv(rows: Sequence[Mapping[str, Any]]) -> str:
