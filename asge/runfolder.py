@@ -197,7 +197,8 @@ class RunFolder:
         if not ckpt.exists():
             return ""
         try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            # mmap: only the digest and config are read here; the engine loads the weights once
+            state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
             old_digest, old = state["config_hash"], dict(state.get("config") or {})
         except Exception:  # noqa: BLE001 - reported with a clear message when it is loaded
             return ""
