@@ -33,7 +33,6 @@ validate_runs()  # every run's training config, before any job starts
 report: "workflow/report/workflow.rst"
 
 
-include: "workflow/rules/tracking.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/tables.smk"

@@ -233,15 +233,6 @@ def experiment_name(study):
     return f"{config['mlflow'].get('experiment_prefix', '')}{study}"
 
 
-def mlflow_flag():
-    return results("tracking", "mlflow_init.json")
-
-
-def tracking_inputs(wildcards):
-    """The init flag (ancient: recreating it reruns nothing) when tracking is on."""
-    return {"mlflow": ancient(mlflow_flag())} if config["mlflow"]["enabled"] else {}
-
-
 def job_resource(name):
     """A resource function of training jobs: resources[name], overridden per data set."""
 

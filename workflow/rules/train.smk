@@ -5,12 +5,13 @@
 # (written last) and checkpoint.pt. The checkpoint is not a declared output, so it survives
 # Snakemake's removal of a failed job's outputs: a rerun resumes from it, also when only
 # `epochs` grew; a checkpoint of other settings is discarded (--force: the workflow owns its
-# run folders). The job has no input file, so a fresh clone's checkout times retrain nothing.
+# run folders). The job has no input file, so a fresh clone's checkout times retrain nothing;
+# nor does any other job feed it: a flag job upstream (even ancient()) would mark every
+# finished run for retraining whenever it runs. The first job creates the MLflow store under a
+# file lock (asge.tracking_store.make_client).
 
 
 rule train:
-    input:
-        unpack(tracking_inputs),
     output:
         request=results("runs", "{study}", "{run}", "request.yaml"),
         metrics=results("runs", "{study}", "{run}", "metrics.json"),
