@@ -209,6 +209,14 @@ def test_a_fresh_clone_of_committed_runs_retrains_nothing(tiny, tmp_path):
     assert planned and "train" not in planned, out[-4000:]
     assert "aggregate" in planned
 
+    # A study that stopped halfway (one run unfinished): only that run trains, not the finished
+    # ones beside it (a job upstream of training, e.g. an MLflow init flag, would mark them all)
+    unfinished = sorted((clone / "results" / "tiny" / "runs").glob("*/*/metrics.json"))[0]
+    unfinished.unlink()
+    out = check(snakemake(clone, data, "-n"))
+    trained = re.findall(r"^rule train:\n(?:.*\n)*?\s+wildcards: study=(\w+), run=(\S+)", out, flags=re.M)
+    assert trained == [(unfinished.parent.parent.name, unfinished.parent.name)], out[-4000:]
+
 
 def test_lint_is_clean(tiny):
     out = check(snakemake(*tiny, "--lint"))
