@@ -189,7 +189,8 @@ def test_more_epochs_resume_a_finished_run(tiny):
 
 def test_a_fresh_clone_of_committed_runs_retrains_nothing(tiny, tmp_path):
     """Committed run folders (no checkpoints, no Snakemake metadata, checkout times in any order)
-    plan only the aggregation, tables and figures, never a training job."""
+    plan only the aggregation, tables and figures, never a training job, and rebuild the
+    tables byte for byte (issue #15, item 4)."""
     import time
 
     work, data = tiny
@@ -201,21 +202,31 @@ def test_a_fresh_clone_of_committed_runs_retrains_nothing(tiny, tmp_path):
     shutil.copytree(work / "results" / "tiny" / "runs", clone / "results" / "tiny" / "runs",
                     ignore=shutil.ignore_patterns("checkpoint.pt", ".lock"))
     files = sorted((clone / "results").rglob("*"), key=lambda p: p.name, reverse=True)  # request.yaml newest
-    now = time.time()
+    past = time.time() - 3600  # checkout times are in the past (future ones read as clock skew)
     for i, f in enumerate(files):
-        os.utime(f, (now + i, now + i))
+        os.utime(f, (past + i, past + i))
     out = check(snakemake(clone, data, "-n"))
     planned = set(re.findall(r"^rule (\w+):", out, flags=re.M))
     assert planned and "train" not in planned, out[-4000:]
     assert "aggregate" in planned
 
-    # A study that stopped halfway (one run unfinished): only that run trains, not the finished
-    # ones beside it (a job upstream of training, e.g. an MLflow init flag, would mark them all)
+    # A study that stopped halfway (one run unfinished, no tables yet): only that run trains, not
+    # the finished ones beside it (a job upstream of training, e.g. an MLflow init flag, would
+    # mark them all)
     unfinished = sorted((clone / "results" / "tiny" / "runs").glob("*/*/metrics.json"))[0]
-    unfinished.unlink()
+    aside = unfinished.rename(tmp_path / "metrics.json")
     out = check(snakemake(clone, data, "-n"))
     trained = re.findall(r"^rule train:\n(?:.*\n)*?\s+wildcards: study=(\w+), run=(\S+)", out, flags=re.M)
     assert trained == [(unfinished.parent.parent.name, unfinished.parent.name)], out[-4000:]
+    aside.rename(unfinished)
+
+    # The finished study rebuilds the committed tables byte for byte from the run folders
+    check(snakemake(clone, data))
+    tables = sorted(p.relative_to(work) for p in (work / "results" / "tiny" / "tables").iterdir()
+                    if p.suffix in (".md", ".csv", ".tex"))
+    assert len(tables) >= 20
+    for rel in tables:
+        assert (clone / rel).read_bytes() == (work / rel).read_bytes(), rel
 
 
 def test_lint_is_clean(tiny):
