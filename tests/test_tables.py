@@ -150,6 +150,19 @@ def test_t9_pairs_asge_with_each_baseline_by_seed(tmp_path):
     tables.write("T9_paired", alone, paths)
 
 
+def test_t9_pairs_asge_with_every_strategy_of_a_baseline():
+    """CwC-FF's GA (primary) and its Sf head each get a row, the primary first, whatever their
+    accuracies (no strategy is chosen on the test set)."""
+    runs = main_runs({("asge", "mnist"): {0: 0.97, 1: 0.98}, ("cwc", "mnist"): {0: 0.96, 1: 0.96}})
+    runs.loc[runs["method"] == "cwc", "strategy"] = "ga"
+    sf = runs[runs["method"] == "cwc"].assign(strategy="sf", is_primary=False, test_acc=0.99)
+    cfg = {**CFG, "methods": ["asge", "cwc"], "datasets": ["mnist"], "reported": []}
+    t9 = tables.build("T9_paired", pd.concat([runs, sf], ignore_index=True), cfg)
+    assert list(t9.data["baseline_strategy"]) == ["ga", "sf"]
+    assert list(t9.data["diff_mean"]) == [pytest.approx(1.5), pytest.approx(-1.5)]
+    assert list(t9.show["Strategy"]) == ["ga", "sf"] and set(t9.data["n"]) == {2}
+
+
 def test_the_workflow_lists_every_table_with_a_caption():
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
     for name in tables.TABLES:
