@@ -190,7 +190,7 @@ def test_more_epochs_resume_a_finished_run(tiny):
 def test_a_fresh_clone_of_committed_runs_retrains_nothing(tiny, tmp_path):
     """Committed run folders (no checkpoints, no Snakemake metadata, checkout times in any order)
     plan only the aggregation, tables and figures, never a training job, and rebuild the
-    tables byte for byte (issue #15, item 4)."""
+    tables and figures byte for byte (issue #15, item 4)."""
     import time
 
     work, data = tiny
@@ -220,12 +220,13 @@ def test_a_fresh_clone_of_committed_runs_retrains_nothing(tiny, tmp_path):
     assert trained == [(unfinished.parent.parent.name, unfinished.parent.name)], out[-4000:]
     aside.rename(unfinished)
 
-    # The finished study rebuilds the committed tables byte for byte from the run folders
+    # The finished study rebuilds the committed tables and figures byte for byte from the run folders
     check(snakemake(clone, data))
     tables = sorted(p.relative_to(work) for p in (work / "results" / "tiny" / "tables").iterdir()
                     if p.suffix in (".md", ".csv", ".tex"))
-    assert len(tables) >= 20
-    for rel in tables:
+    figures = sorted(p.relative_to(work) for p in (work / "results" / "tiny" / "figures").glob("*.p[dn][fg]"))
+    assert len(tables) >= 20 and len(figures) >= 10
+    for rel in tables + figures:
         assert (clone / rel).read_bytes() == (work / rel).read_bytes(), rel
 
 

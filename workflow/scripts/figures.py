@@ -42,7 +42,8 @@ FF_COLUMNS = {("train", "pos"): ("train_pos_acc", "pos_acc"), ("train", "neg"): 
 def save(fig: plt.Figure, png: str, pdf: str) -> None:
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
-    atomic_write(pdf, lambda p: fig.savefig(p, format="pdf", bbox_inches="tight"))
+    # no CreationDate: a rebuild from the same runs gives the same bytes
+    atomic_write(pdf, lambda p: fig.savefig(p, format="pdf", bbox_inches="tight", metadata={"CreationDate": None}))
     plt.close(fig)
 
 
