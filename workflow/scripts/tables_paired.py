@@ -2,8 +2,8 @@
 the preset, the runs of the main study that share a seed are paired: ASGE's primary strategy
 against each strategy of the baseline (its primary one first, e.g. CwC-FF's GA, then its Sf head;
 all of them, so that no strategy is picked by its test accuracy); the table gives the mean
-difference of their test accuracies (ASGE − baseline, in percentage points), its 95 % CIs (paired percentile bootstrap over the seeds, and Student t)
-and n, the number of shared seeds. A pair without runs, or without a shared seed, says so.
+difference of their test accuracies (ASGE − baseline, in percentage points), its 95 % CIs
+(paired percentile bootstrap over the seeds, and Student t) and n, the number of shared seeds. A pair without runs, or without a shared seed, says so.
 """
 
 import math
