@@ -3,7 +3,8 @@ the preset, the runs of the main study that share a seed are paired: ASGE's prim
 against each strategy of the baseline (its primary one first, e.g. CwC-FF's GA, then its Sf head;
 all of them, so that no strategy is picked by its test accuracy); the table gives the mean
 difference of their test accuracies (ASGE − baseline, in percentage points), its 95 % CIs
-(paired percentile bootstrap over the seeds, and Student t) and n, the number of shared seeds. A pair without runs, or without a shared seed, says so.
+(paired percentile bootstrap over the seeds, and Student t) and n, the number of shared seeds.
+A pair without runs, or without a shared seed, says so.
 """
 
 import math
@@ -36,14 +37,12 @@ def strategies_of(ctx: Context, method: str, dataset: str) -> list[str]:
     return primary + [s for s in every if s not in primary] or [""]
 
 
-def paired_row(ctx: Context, dataset: str, baseline: str, strategy: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
-    """(display row, data row) of ASGE's primary strategy against `baseline`'s `strategy` ('':
-    its primary one) on `dataset`."""
+def paired_row(ctx: Context, dataset: str, baseline: str, strategy: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(display row, data row) of ASGE's primary strategy against `baseline`'s `strategy` on
+    `dataset` ('': the baseline has no runs there)."""
     ga = pair(ctx.primary, REFERENCE, dataset)
-    gb = pair(ctx.primary, baseline, dataset)
-    if strategy and len(ctx.main):
-        gb = pair(ctx.main, baseline, dataset)
-        gb = gb[gb["strategy"] == strategy]
+    gb = pair(ctx.main, baseline, dataset)
+    gb = gb[gb["strategy"] == strategy] if len(gb) else gb
     a, b = by_seed(ga), by_seed(gb)
     shared = sorted(set(a.index) & set(b.index))
     if a.empty or b.empty:
