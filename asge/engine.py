@@ -173,7 +173,7 @@ class Trainer:
                 compile_s, n_compiled = compile_s + time.perf_counter() - ts, n_compiled + b
             progress.update(i + 1, n * self.world)
             if (i + 1) % cfg["log_every"] == 0:
-                self._check_finite(sums["loss"], epoch, i)
+                self._check_finite(sums["loss"], epoch, i, across_ranks=True)
         progress.close()
         n_local = n
         for v in sums.values():
@@ -186,13 +186,20 @@ class Trainer:
         compile_time = None
         if cfg["compile"]:
             dt, compile_time = _split_compile_time(dt, compile_s, n_local, n_compiled)
-        peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else float("nan")
+        peak = float("nan")
+        if self.device.type == "cuda":  # less the data sets resident on the GPU: they are not the method's cost
+            peak = torch.cuda.max_memory_allocated(self.device) - self.data.resident_bytes()
         return {"time": dt, "n": n, "peak": peak, "compile_time": compile_time,
                 **{k: (v / n).tolist() for k, v in sums.items()}}
 
-    def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
-        if not torch.isfinite(loss_sum).all():
-            bad = [name for name, v in zip(self.method.readout_names, loss_sum.tolist()) if not math.isfinite(v)]
+    def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int, across_ranks: bool = False) -> None:
+        finite = torch.isfinite(loss_sum)
+        if across_ranks and self.world > 1:
+            # every rank must stop together: one rank raising alone leaves the others waiting
+            # in the next gradient all-reduce until the NCCL timeout
+            finite = distributed.all_reduce_sum((~finite).float()) == 0
+        if not finite.all():
+            bad = [name for name, ok in zip(self.method.readout_names, finite.tolist()) if not ok]
             raise NonFiniteLoss(
                 f"non-finite training loss in {', '.join(bad)} at epoch {epoch + 1}, step {step + 1}; the run is "
                 f"stopped and no metrics.json is written (the last good checkpoint is kept). Lower lr "

@@ -1,6 +1,7 @@
 """Adaptive spatial goodness: channel-aware patch energies and their fixed random projection."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -19,10 +20,32 @@ def _region_bounds(size: int, p: int) -> list[tuple[int, int]]:
     return [(math.floor(i * size / p), math.ceil((i + 1) * size / p)) for i in range(p)]
 
 
-def region_areas(hw: int, p: int) -> torch.Tensor:
-    """[p, p] pixel count of each adaptive region of an hw x hw map."""
+@functools.lru_cache(maxsize=64)
+def region_areas(hw: int, p: int, device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """[p, p] pixel count of each adaptive region of an hw x hw map (cached: no host copy per step)."""
     lens = torch.tensor([b - a for a, b in _region_bounds(hw, p)], dtype=torch.float32)
-    return lens[:, None] * lens[None, :]
+    return (lens[:, None] * lens[None, :]).to(device)
+
+
+@functools.lru_cache(maxsize=64)
+def region_means(size: int, p: int, device: torch.device) -> torch.Tensor:
+    """[p, size] matrix whose row i averages adaptive region i of a line of `size` pixels."""
+    m = torch.zeros(p, size)
+    for i, (a, b) in enumerate(_region_bounds(size, p)):
+        m[i, a:b] = 1.0 / (b - a)
+    return m.to(device)
+
+
+def adaptive_mean(x: torch.Tensor, p: int, deterministic: bool | None = None) -> torch.Tensor:
+    """adaptive_avg_pool2d(x, p); under deterministic CUDA as two matrix products, because
+    adaptive pooling has no deterministic CUDA backward (it would raise at the first step)."""
+    if deterministic is None:
+        deterministic = x.is_cuda and torch.are_deterministic_algorithms_enabled()
+    if not deterministic:
+        return F.adaptive_avg_pool2d(x, p)
+    rows = region_means(x.shape[-2], p, x.device).to(x.dtype)
+    cols = region_means(x.shape[-1], p, x.device).to(x.dtype)
+    return rows @ x @ cols.T
 
 
 def patch_energy(x: torch.Tensor, p: int, reduction: str) -> torch.Tensor:
@@ -30,9 +53,9 @@ def patch_energy(x: torch.Tensor, p: int, reduction: str) -> torch.Tensor:
 
     reduction 'sum' is the literal energy (sum of squares); 'mean' divides by the patch area.
     """
-    mean_sq = F.adaptive_avg_pool2d(x.float().square(), p)
+    mean_sq = adaptive_mean(x.float().square(), p)
     if reduction == "sum":
-        mean_sq = mean_sq * region_areas(x.shape[-1], p).to(mean_sq.device)
+        mean_sq = mean_sq * region_areas(x.shape[-1], p, mean_sq.device)
     elif reduction != "mean":
         raise ValueError(f"unknown goodness reduction {reduction!r}")
     return mean_sq.flatten(1)

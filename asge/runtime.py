@@ -19,9 +19,16 @@ def select_device(cfg: Mapping[str, Any], local_rank: int = 0) -> torch.device:
     on the CPU when a GPU is required."""
     want = cfg["device"]
     if want == "auto":
-        want = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+        want = "cuda" if torch.cuda.is_available() else "cpu"
     if want.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError(f"device {cfg['device']!r} asked for, but CUDA is not available on this machine")
+    if want == "cuda":  # one GPU per process: under torchrun rank r takes GPU r, not all GPU 0
+        want = f"cuda:{local_rank}"
+        if local_rank >= torch.cuda.device_count():
+            raise DeviceError(
+                f"process {local_rank} (LOCAL_RANK) needs GPU {local_rank}, but this machine shows "
+                f"{torch.cuda.device_count()} GPU(s); start at most that many processes per node"
+            )
     if cfg["require_gpu"] and not want.startswith("cuda"):
         raise DeviceError(
             "this run requires a GPU (require_gpu: true, set by the workflow's GPU jobs) but none is available; "
@@ -71,7 +78,8 @@ def rng_state() -> dict[str, Any]:
         "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # this process's GPU only: a checkpoint then resumes on any number of visible GPUs
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -81,7 +89,10 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     np.random.set_state(("MT19937", keys[:-1].astype(np.uint32), int(keys[-1]), 0, 0.0))
     random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"]
+        if isinstance(cuda, (list, tuple)):  # checkpoints that saved every visible GPU's state
+            cuda = cuda[0]
+        torch.cuda.set_rng_state(cuda)
 
 
 def _cpu_name() -> str:

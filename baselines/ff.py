@@ -80,8 +80,11 @@ def wrong_labels(y: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def hard_wrong_labels(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """A wrong label drawn with probability softmax(goodness) over the N - 1 wrong labels."""
-    logits = scores.float().scatter(1, y[:, None], float("-inf"))
-    return torch.multinomial(logits.softmax(1), 1).squeeze(1)
+    p = scores.float().scatter(1, y[:, None], float("-inf")).softmax(1)
+    # p / Exp(1) has its argmax distributed as p (the exponential race), with no host sync,
+    # where torch.multinomial checks its input on the host at every step
+    # (clamped: an exact 0 draw would make 0/0 = NaN for the true label, and argmax picks NaN)
+    return (p / torch.empty_like(p).exponential_().clamp_min_(1e-30)).argmax(1)
 
 
 def length_normalise(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

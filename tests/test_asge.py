@@ -5,10 +5,11 @@ import types
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from asge.backbone import rms_pool2d
 from asge.config import ConfigError, resolve_config
-from asge.goodness import patch_count, patch_energy
+from asge.goodness import adaptive_mean, patch_count, patch_energy
 from asge.methods import create_method, method_class
 
 INFO = types.SimpleNamespace(name="cifar10", num_classes=10, in_channels=3, image_size=16)
@@ -53,6 +54,19 @@ def test_patch_energy_sum_and_mean_on_uneven_regions():
     ref = (x[0, :, 0:3, 2:5] ** 2).sum(dim=(1, 2))
     assert torch.allclose(s[:, 0, 1], ref)
     assert torch.allclose(m[:, 0, 1], ref / 9)
+
+
+@pytest.mark.parametrize("hw,p", [(5, 2), (7, 3), (8, 4), (3, 3)])
+def test_matrix_form_of_adaptive_pooling_matches_torch(hw, p):
+    # the deterministic-CUDA path (adaptive pooling has no deterministic CUDA backward)
+    x = torch.randn(2, 3, hw, hw, requires_grad=True)
+    ref = F.adaptive_avg_pool2d(x, p)
+    out = adaptive_mean(x, p, deterministic=True)
+    assert torch.allclose(out, ref, atol=1e-6)
+    w = torch.randn_like(ref)
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), x)
+    (g_out,) = torch.autograd.grad((out * w).sum(), x)
+    assert torch.allclose(g_out, g_ref, atol=1e-6)
 
 
 def test_rms_pooling_preserves_energy():

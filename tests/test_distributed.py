@@ -16,7 +16,8 @@ from tests.fakedata import class_images
 
 ARGS = ["--method", "asge", "--dataset", "mnist", "--set", "channels=[8, 16]", "--set", "pool_layers=[1, 2]",
         "--set", "val_size=100", "--set", "batch_size=100", "--set", "epochs=2", "--set", "deterministic=true",
-        "--set", "threads=1", "--set", "data_mirrors=[]", "--set", "lr=0.01", "--set", "warmup_epochs=0"]
+        "--set", "threads=1", "--set", "data_mirrors=[]", "--set", "lr=0.01", "--set", "warmup_epochs=0",
+        "--set", "device=cpu"]  # gloo on CPU processes; on a 1-GPU machine rank 1 would find no cuda:1
 
 # The log lines of asge.data.sources.read_folder: one per decode-and-write of the cache, one per read of it.
 BUILT = "caching in"

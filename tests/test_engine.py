@@ -137,3 +137,18 @@ def test_engine_calls_after_step_once_per_step_after_the_update(data_root, tmp_p
     assert len(calls) == steps and all(epoch == 0 for epoch, _, _ in calls)
     # the weights seen by consecutive calls differ: each call comes after an update
     assert not torch.equal(calls[0][2], calls[1][2])
+
+
+def test_each_process_takes_its_own_gpu_and_too_few_gpus_is_a_clear_error(monkeypatch):
+    # the CUDA branch of device selection, on a CPU: torch.cuda pretends to see one GPU
+    from asge.runtime import DeviceError, select_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
+    cfg = {"device": "auto", "require_gpu": False}
+    assert select_device(cfg, local_rank=0) == torch.device("cuda:0")
+    assert select_device({**cfg, "device": "cuda"}, local_rank=0) == torch.device("cuda:0")
+    with pytest.raises(DeviceError, match="needs GPU 1.*1 GPU"):
+        select_device({**cfg, "device": "cuda"}, local_rank=1)
+    assert select_device({**cfg, "device": "cpu"}, local_rank=1) == torch.device("cpu")

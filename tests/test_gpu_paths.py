@@ -248,3 +248,29 @@ def test_gpucheck_kills_a_phase_that_outlives_its_box(tmp_path):
     env = json.loads((out / "summary.json").read_text())["phases"]["env"]
     assert env["status"] == "timed out" and env["returncode"] is None and "no result within" in env["error"]
     assert env["seconds"] < 60  # killed at its (scaled) box of 0.24 s, not left running for 240 s
+
+
+def test_gpucheck_fits_ten_minutes_even_if_every_phase_overruns():
+    from asge import gpucheck
+
+    worst = sum(gpucheck.GPU_BOX.values()) + len(gpucheck.PHASES) * (gpucheck.GRACE_S + gpucheck.PIPE_WAIT_S)
+    assert set(gpucheck.GPU_BOX) == set(gpucheck.PHASES) and worst <= 600
+
+
+def test_gpucheck_compile_bench_keeps_the_rows_of_methods_that_compiled(tmp_path, monkeypatch):
+    from asge import gpucheck
+
+    def fake_bench(specs, ns, device):
+        if any(s.startswith("ff:") for s in specs):
+            raise RuntimeError("inductor failed on ff")
+        return {s: {"train_img_s": 100.0, "eval_img_s": 200.0} for s in specs}
+
+    monkeypatch.setattr(bench, "bench_methods", fake_bench)
+    path = tmp_path / "bench_compile.json"
+    args = argparse.Namespace(phase="bench_compile", json=str(path), allow_cpu=False)
+    assert gpucheck.run_phase(args) == 1  # the phase fails ...
+    result = json.loads(path.read_text())
+    assert "ff" in result["errors"] and "inductor failed" in result["errors"]["ff"]
+    # ... but keeps every other method's row, the goal's pair (compiled together) first
+    assert list(result["rows"])[:2] == ["bp", "asge"]
+    assert set(result["rows"]) == set(list_methods()) - {"ff"}

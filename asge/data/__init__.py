@@ -49,6 +49,10 @@ class DataBundle:
     val: Loader
     test: Loader
 
+    def resident_bytes(self) -> int:
+        """Bytes the three splits keep on the device (0 for loaders that stream from the host)."""
+        return sum(getattr(loader, "resident_bytes", 0) for loader in (self.train, self.val, self.test))
+
 
 def per_class_subset(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     """Indices (sorted) of the first k samples of each class after a seeded shuffle."""

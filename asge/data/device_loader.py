@@ -95,6 +95,11 @@ class DeviceLoader:
         self.num_samples = n // world_size if shuffle else n
         self.epoch = 0
 
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of images (padded, with mirrors) and labels held on the device."""
+        return self.images.nbytes + self.labels.nbytes
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose permutation and augmentation the next iteration uses."""
         self.epoch = int(epoch)
