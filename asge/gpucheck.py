@@ -14,7 +14,8 @@ error ends that phase only and the others still report:
   data           finds CIFAR-10 (data_mirrors, e.g. ../shared/data) and builds its decoded cache
   train_asge     ASGE with the paper recipe (config/presets/paper.yaml overrides on top of
   train_bp       config/runs/<method>/cifar10.yaml), for as many epochs as fit the box; prints
-                 img/s and validation accuracy per epoch
+                 img/s and validation accuracy per epoch, then ends the run as the engine does
+                 (test accuracy, inference memory, metrics.json) on what was trained
 
 Writes DIR/summary.md and DIR/summary.json (and DIR/<phase>.json, DIR/<phase>.log, the runs
 under DIR/runs/); exits 1 if any phase failed or ran out of time, 2 on a CPU without --allow-cpu.
@@ -168,7 +169,8 @@ def phase_train(args: argparse.Namespace, method: str) -> dict[str, Any]:
             done = len({r["epoch"] for r in self.history})
             if done and done >= max_epochs:
                 raise TimeUp("--max-epochs")
-            if done and time.time() + self.epoch_wall * 1.15 > deadline:
+            # room for one more epoch and the final test evaluation (half an epoch's wall, generously)
+            if done and time.time() + self.epoch_wall * 1.5 > deadline:
                 raise TimeUp("time box")
             t0 = time.time()
             super()._epoch(epoch)
@@ -178,8 +180,8 @@ def phase_train(args: argparse.Namespace, method: str) -> dict[str, Any]:
                   f"{max(x['val_acc'] for x in r) * 100:.2f} % (best readout), {r[-1]['val_acc'] * 100:.2f} % "
                   f"({r[-1]['readout']}), {self.epoch_wall:.1f} s", flush=True)
 
-    if (out / "checkpoint.pt").exists():
-        (out / "checkpoint.pt").unlink()  # a fresh run each time: numbers from this machine only
+    for name in ("checkpoint.pt", "metrics.json"):  # a fresh run each time: numbers from this machine only
+        (out / name).unlink(missing_ok=True)
     trainer = Boxed(cfg, out)
     trainer.epoch_wall = 0.0
     try:
@@ -187,6 +189,12 @@ def phase_train(args: argparse.Namespace, method: str) -> dict[str, Any]:
         stopped = "finished"
     except TimeUp as e:
         stopped = str(e)
+    if stopped != "finished" and trainer.history:
+        # the engine's end of a run on what was trained: test accuracy per strategy, inference
+        # memory (CUDA's branch on a GPU), diagnostics and metrics.json, as a full run does
+        trainer.cfg = {**trainer.cfg, "epochs": max(r["epoch"] for r in trainer.history)}
+        trainer._finish()
+    metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     epochs = []
     for e in sorted({r["epoch"] for r in trainer.history}):
         rows = [r for r in trainer.history if r["epoch"] == e]
@@ -196,7 +204,9 @@ def phase_train(args: argparse.Namespace, method: str) -> dict[str, Any]:
     if not epochs:
         raise RuntimeError(f"not one epoch of {method} fitted in the time box")
     return {"method": method, "dataset": args.dataset, "recipe_epochs": cfg["epochs"], "batch_size": cfg["batch_size"],
-            "amp": cfg["amp"], "channels_last": cfg["channels_last"], "stopped": stopped, "epochs": epochs}
+            "amp": cfg["amp"], "channels_last": cfg["channels_last"], "stopped": stopped, "epochs": epochs,
+            "test_acc": metrics.get("test_acc"), "strategy": metrics.get("primary_strategy"),
+            "peak_train_memory_mib": (metrics.get("peak_train_memory_bytes") or math.nan) / 2**20}
 
 
 def _device(args: argparse.Namespace):
@@ -316,6 +326,9 @@ def summary_markdown(s: dict[str, Any]) -> str:
                   "|---|---|---|---|---|"]
         lines += [f"| {e['epoch']} | {_f(e['images_per_s'])} | {_f(e['epoch_time_s'], '.1f')} | "
                   f"{e['val_acc_best_readout'] * 100:.2f} | {e['val_acc_last'] * 100:.2f} |" for e in r["epochs"]]
+        if r.get("test_acc") is not None:
+            lines += ["", f"Test accuracy after {len(r['epochs'])} epoch(s) ({r['strategy']}): {r['test_acc'] * 100:.2f} %; "
+                      f"peak training memory less the resident data: {_f(r['peak_train_memory_mib'])} MiB."]
         lines.append("")
     lines += [f"Goal (docs/benchmarks.md): {s['goal']}", ""]
     failed = {k: v for k, v in ph.items() if v["status"] != "ok"}
