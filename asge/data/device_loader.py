@@ -85,7 +85,7 @@ class DeviceLoader:
         if self.hflip:
             # A flipped crop at column offset dx of an image is the crop at 2*pad - dx of its mirror.
             data = torch.cat([data, data.flip(-1)])
-        self.images = data
+        self.images = data = data.contiguous()  # the strided view below assumes NCHW-contiguous storage
         if self.pad or self.hflip:
             _, _, hp, wp = data.shape
             k = 2 * self.pad + 1
