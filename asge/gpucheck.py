@@ -191,11 +191,16 @@ def phase_train(args: argparse.Namespace, method: str) -> dict[str, Any]:
         stopped = "finished"
     except TimeUp as e:
         stopped = str(e)
+    errors: dict[str, str] = {}
     if stopped != "finished" and trainer.history:
         # the engine's end of a run on what was trained: test accuracy per strategy, inference
         # memory (CUDA's branch on a GPU), diagnostics and metrics.json, as a full run does
         trainer.cfg = {**trainer.cfg, "epochs": max(r["epoch"] for r in trainer.history)}
-        trainer._finish()
+        try:
+            trainer._finish()
+        except Exception as e:  # noqa: BLE001 - the phase fails, and keeps its per-epoch numbers
+            errors["finish"] = f"{type(e).__name__}: {e}"[:500]
+            print(f"{method}: the end-of-run evaluation failed: {errors['finish']}", flush=True)
     metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     epochs = []
     for e in sorted({r["epoch"] for r in trainer.history}):
@@ -208,7 +213,7 @@ def phase_train(args: argparse.Namespace, method: str) -> dict[str, Any]:
     return {"method": method, "dataset": args.dataset, "recipe_epochs": cfg["epochs"], "batch_size": cfg["batch_size"],
             "amp": cfg["amp"], "channels_last": cfg["channels_last"], "stopped": stopped, "epochs": epochs,
             "test_acc": metrics.get("test_acc"), "strategy": metrics.get("primary_strategy"),
-            "peak_train_memory_mib": (metrics.get("peak_train_memory_bytes") or math.nan) / 2**20}
+            "peak_train_memory_mib": (metrics.get("peak_train_memory_bytes") or math.nan) / 2**20, "errors": errors}
 
 
 def _device(args: argparse.Namespace):
