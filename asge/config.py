@@ -69,6 +69,11 @@ def positive(v: Any) -> bool:
     return v > 0
 
 
+def auto_or_positive(v: Any) -> bool:
+    """A size whose default depends on the device ("auto": asge.runtime.auto_size) or a count > 0."""
+    return v == "auto" if isinstance(v, str) else v > 0
+
+
 INT = (int,)
 FLOAT = (float,)
 OPT_INT = (int, type(None))
@@ -97,7 +102,9 @@ COMMON_KEYS: dict[str, Key] = {
     # optimisation
     "epochs": Key(10, INT, "training epochs", check=positive, allowed="> 0"),
     "batch_size": Key(128, INT, "global training batch size", check=positive, allowed="> 0"),
-    "eval_batch_size": Key(1000, INT, "evaluation batch size", check=positive, allowed="> 0"),
+    "eval_batch_size": Key("auto", (str, int), "evaluation batch size: auto (1000 on CUDA, 100 on a CPU, where a "
+                           "batch that stays in cache evaluates ~1.5x faster) or a number",
+                           check=auto_or_positive, allowed="auto or > 0"),
     "optimizer": Key("adamw", (str,), "optimiser", choices=("adamw", "adam", "sgd")),
     "lr": Key(1e-3, FLOAT, "peak learning rate", check=positive, allowed="> 0"),
     "weight_decay": Key(5e-4, FLOAT, "decoupled weight decay (AdamW) or L2 (SGD, Adam)", check=nonneg, allowed=">= 0"),

@@ -71,6 +71,8 @@ def result_digest(cfg: Mapping[str, Any]) -> str:
         # checkpoints written then still resume
         if payload.get(k) == "auto":
             payload[k] = True
+    if payload.get("trial_batch") == "auto":  # FF's chunking changes no prediction; "auto" took the place of 4096
+        payload["trial_batch"] = 4096
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -49,6 +49,22 @@ def switch_on(cfg: Mapping[str, Any], key: str, device: torch.device | str) -> b
     return bool(value)
 
 
+#: (CUDA, CPU) values of the evaluation sizes set to "auto". A GPU wants big batches; on a CPU
+#: a batch whose activations stay in cache is faster: measured on 2 EPYC cores, VGG8 at quarter
+#: width, 32x32: ASGE evaluation 542 -> 847 images/s (batch 1000 -> 100), FF 490 -> 990
+#: label passes/s (trial_batch 4096 -> 128)
+AUTO_SIZES: dict[str, tuple[int, int]] = {"eval_batch_size": (1000, 100), "trial_batch": (4096, 128)}
+
+
+def auto_size(cfg: Mapping[str, Any], key: str, device: torch.device | str) -> int:
+    """The size cfg[key] names, with "auto" resolved for the device (AUTO_SIZES)."""
+    value = cfg[key]
+    if value != "auto":
+        return value
+    on_cuda, on_cpu = AUTO_SIZES[key]
+    return on_cuda if torch.device(device).type == "cuda" else on_cpu
+
+
 def setup_runtime(cfg: Mapping[str, Any], device: torch.device) -> None:
     """Threads, seeds and the determinism switch, before the model is built."""
     if cfg["threads"]:

@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from asge.backbone import BACKBONE_KEYS, build_blocks
-from asge.config import ConfigError, Key
+from asge.config import ConfigError, Key, auto_or_positive
 from asge.layerlocal import LayerLocalMethod
 from asge.method import StepStats
 from asge.registry import register_method
+from asge.runtime import auto_size
 
 FF_KEYS: dict[str, Key] = {
     **BACKBONE_KEYS,
@@ -38,8 +39,9 @@ FF_KEYS: dict[str, Key] = {
                      "the net gives it (hard; one extra N-label pass per step)", choices=("random", "hard")),
     "init": Key("kaiming", (str,), "conv weight init: He normal (initial goodness ~1) or torch's default (~0.2)",
                 choices=("kaiming", "torch")),
-    "trial_batch": Key(4096, (int,), "most image-label pairs per forward pass at prediction (chunks of B*N)",
-                       check=lambda v: v >= 1, allowed=">= 1"),
+    "trial_batch": Key("auto", (str, int), "most image-label pairs per forward pass at prediction (chunks of "
+                       "B*N): auto (4096 on CUDA, 128 on a CPU; the same predictions) or a number",
+                       check=auto_or_positive, allowed="auto or >= 1"),
 }
 
 
@@ -209,7 +211,7 @@ class ForwardForward(LayerLocalMethod):
     @torch.no_grad()
     def layer_scores(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
         n_cls, b = self.num_classes, x.shape[0]
-        per_chunk = max(1, self.cfg["trial_batch"] // n_cls)  # images per forward pass
+        per_chunk = max(1, auto_size(self.cfg, "trial_batch", x.device) // n_cls)  # images per forward pass
         chunks: list[list[torch.Tensor]] = []
         for start in range(0, b, per_chunk):
             xc = x[start:start + per_chunk]

@@ -331,7 +331,7 @@ def _slow_label_scores(m, x):
     return torch.stack(per_label, dim=2)            # [L, B, N]
 
 
-@pytest.mark.parametrize("trial_batch", [4096, 25, 1])  # one pass; 2 images per pass; 1 image per pass
+@pytest.mark.parametrize("trial_batch", [4096, 25, 1, "auto"])  # one pass; 2 images per pass; 1 per pass; CPU's
 def test_ff_batched_label_trials_equal_per_label_loop(trial_batch):
     m = make("ff", trial_batch=trial_batch, label_layers="first")  # label at every layer: tested below
     opt = torch.optim.AdamW(m.param_groups(), lr=1e-2)

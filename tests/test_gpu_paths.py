@@ -17,7 +17,7 @@ from asge.config import ConfigError, resolve_config
 from asge.runconfig import result_digest as config_hash
 from asge.engine import Trainer, _split_compile_time
 from asge.methods import list_methods, method_class
-from asge.runtime import switch_on
+from asge.runtime import auto_size, switch_on
 from asge.runconfig import resolve
 from tests.fakedata import write_mnist
 
@@ -154,6 +154,20 @@ def test_switches_accept_auto_true_false():
     # "auto" is what true meant before: checkpoints written then keep their digest and resume
     assert config_hash(cfg) == config_hash({**cfg, "amp": True, "channels_last": True})
     assert config_hash(cfg) != config_hash({**cfg, "amp": False})
+
+
+def test_evaluation_sizes_take_auto_per_device():
+    """auto: big batches on CUDA, cache-sized ones on a CPU; a number applies anywhere; FF's
+    "auto" chunking keeps the digest its 4096 had, so earlier checkpoints still resume."""
+    ff = resolve_config("ff", "mnist", [], method_class("ff"))
+    assert ff["eval_batch_size"] == ff["trial_batch"] == "auto"
+    assert (auto_size(ff, "eval_batch_size", "cuda"), auto_size(ff, "eval_batch_size", torch.device("cpu"))) == (1000, 100)
+    assert (auto_size(ff, "trial_batch", "cuda:1"), auto_size(ff, "trial_batch", "cpu")) == (4096, 128)
+    assert auto_size({**ff, "trial_batch": 250}, "trial_batch", "cuda") == 250
+    assert config_hash(ff) == config_hash({**ff, "trial_batch": 4096}) != config_hash({**ff, "trial_batch": 250})
+    for key, bad in (("eval_batch_size", 0), ("eval_batch_size", "big"), ("trial_batch", True)):
+        with pytest.raises(ConfigError, match=repr(key)):
+            resolve_config("ff", "mnist", [{key: bad}], method_class("ff"))
 
 
 @pytest.mark.parametrize("module", [torch.nn.Linear(1024, 1024, bias=False), torch.nn.Conv2d(64, 256, 3, padding=1)])

@@ -19,7 +19,7 @@ from asge import distributed
 from asge.config import COMMON_KEYS
 from asge.data.catalog import DATASETS, DataError, DatasetInfo, dataset_info
 from asge.data.device_loader import SPLIT, SUBSET, TEST_SUBSET, DeviceLoader, derive_seed
-from asge.runtime import switch_on
+from asge.runtime import auto_size, switch_on
 
 __all__ = ["DATASETS", "DataBundle", "DataError", "DatasetInfo", "Loader", "build_data", "dataset_info"]
 
@@ -132,7 +132,7 @@ def build_data(cfg: Mapping, device: torch.device, rank: int = 0, world_size: in
         images(arrays.train_x, train), arrays.train_y[train], batch_size=cfg["batch_size"] // world_size,
         shuffle=True, crop_padding=pad, hflip=hflip, seed=cfg["seed"], rank=rank, world_size=world_size, **common,
     )
-    eval_bs = cfg["eval_batch_size"]
+    eval_bs = auto_size(cfg, "eval_batch_size", device)
     val_loader = DeviceLoader(images(arrays.train_x, val), arrays.train_y[val], batch_size=eval_bs, shuffle=False,
                               **common)
     test_loader = DeviceLoader(images(arrays.test_x, test), arrays.test_y[test], batch_size=eval_bs, shuffle=False,

@@ -24,7 +24,7 @@ from torchvision.datasets.folder import default_loader
 from asge.data.catalog import DataError, DatasetInfo
 from asge.data.device_loader import AUGMENT, _normaliser, derive_seed, epoch_shard
 from asge.data.sources import cache_dir, extract_tarball, search_roots
-from asge.runtime import switch_on
+from asge.runtime import auto_size, switch_on
 
 if TYPE_CHECKING:
     from asge.data import DataBundle
@@ -171,12 +171,13 @@ def build_imagenet(cfg: Mapping, info: DatasetInfo, device: torch.device, rank: 
     train_ds = subset(train_set, train_idx, train_tf)
     sampler = EpochSampler(len(train_ds), cfg["seed"], rank, world_size)
     common = dict(info=info, device=device, channels_last=channels_last)
+    eval_bs = auto_size(cfg, "eval_batch_size", device)
     return DataBundle(
         info=info,
         train=FolderLoader(train_ds, batch_size=cfg["batch_size"] // world_size, num_workers=workers,
                            sampler=sampler, **common),
-        val=FolderLoader(subset(train_set, val_idx, eval_tf), batch_size=cfg["eval_batch_size"],
+        val=FolderLoader(subset(train_set, val_idx, eval_tf), batch_size=eval_bs,
                          num_workers=workers, **common),
-        test=FolderLoader(subset(test_set, test_idx, eval_tf), batch_size=cfg["eval_batch_size"],
+        test=FolderLoader(subset(test_set, test_idx, eval_tf), batch_size=eval_bs,
                           num_workers=workers, **common),
     )
