@@ -61,18 +61,19 @@ def resolve(method: str, dataset: str, config_files: Sequence[str | Path] = (), 
     return cfg
 
 
+#: what each key meant before it took "auto": the same digest, so that checkpoints written then
+#: still resume (FF's `trial_batch` only chunks the prediction: no result changes)
+AUTO_WAS: dict[str, Any] = {"amp": True, "channels_last": True, "trial_batch": 4096}
+
+
 def result_digest(cfg: Mapping[str, Any]) -> str:
     """The one answer to "is this the same run?": a digest of everything that changes a result,
     i.e. every key but `epochs` (a run may be extended) and the runtime keys. Recorded in the
     checkpoint and in metrics.json (`config_hash`)."""
     payload = {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS and k != "epochs"}
-    for k in ("amp", "channels_last"):
-        # "auto" is what `true` meant before these keys took "auto": the same digest, so that
-        # checkpoints written then still resume
+    for k, before in AUTO_WAS.items():
         if payload.get(k) == "auto":
-            payload[k] = True
-    if payload.get("trial_batch") == "auto":  # FF's chunking changes no prediction; "auto" took the place of 4096
-        payload["trial_batch"] = 4096
+            payload[k] = before
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

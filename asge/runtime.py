@@ -51,7 +51,7 @@ def switch_on(cfg: Mapping[str, Any], key: str, device: torch.device | str) -> b
 
 #: (CUDA, CPU) values of the evaluation sizes set to "auto". A GPU wants big batches; on a CPU
 #: a batch whose activations stay in cache is faster: measured on 2 EPYC cores, VGG8 at quarter
-#: width, 32x32: ASGE evaluation 542 -> 847 images/s (batch 1000 -> 100), FF 490 -> 990
+#: width, 32x32: ASGE evaluation 542 -> 847 images/s (batch 1000 -> 100), FF 490 -> 930-1040
 #: label passes/s (trial_batch 4096 -> 128)
 AUTO_SIZES: dict[str, tuple[int, int]] = {"eval_batch_size": (1000, 100), "trial_batch": (4096, 128)}
 
