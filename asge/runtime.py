@@ -1,6 +1,7 @@
 """Device, threads, seeds, determinism and RNG state capture for exact resume."""
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import random
@@ -65,10 +66,35 @@ def auto_size(cfg: Mapping[str, Any], key: str, device: torch.device | str) -> i
     return on_cuda if torch.device(device).type == "cuda" else on_cpu
 
 
+#: glibc malloc settings for CPU runs (mallopt parameter number, value): serve allocations up to
+#: 32 MiB from the heap (M_MMAP_THRESHOLD) and keep up to 256 MiB of freed heap (M_TRIM_THRESHOLD).
+#: With glibc's defaults every activation of a few MB is a fresh mmap whose pages fault in
+#: on first touch; measured on 2 EPYC cores, FF MNIST (batch 16) trains ~1.3x faster with these
+#: (2026-12-02: 424 -> 565 img/s, median of 3 interleaved runs)
+GLIBC_MALLOPT: dict[str, tuple[int, int]] = {"M_MMAP_THRESHOLD": (-3, 32 << 20), "M_TRIM_THRESHOLD": (-1, 256 << 20)}
+_allocator = "default"  # what tune_cpu_allocator last did, for hardware_info
+
+
+def tune_cpu_allocator() -> str:
+    """Apply GLIBC_MALLOPT to this process; returns what the allocator now is (for the metrics).
+    Speed only: which memory holds a tensor changes no value."""
+    global _allocator
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        _allocator = "default (not glibc)"
+        return _allocator
+    libc = ctypes.CDLL("libc.so.6")
+    refused = [name for name, (param, value) in GLIBC_MALLOPT.items() if libc.mallopt(param, value) != 1]
+    _allocator = (f"glibc, mallopt refused {refused}" if refused
+                  else "glibc, mmap threshold 32 MiB, trim threshold 256 MiB")
+    return _allocator
+
+
 def setup_runtime(cfg: Mapping[str, Any], device: torch.device) -> None:
-    """Threads, seeds and the determinism switch, before the model is built."""
+    """Threads, seeds, the CPU allocator and the determinism switch, before the model is built."""
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
+    if device.type == "cpu":
+        tune_cpu_allocator()
     seed_everything(cfg["seed"])
     if cfg["deterministic"]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -136,4 +162,6 @@ def hardware_info(device: torch.device) -> dict[str, str]:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        info["cpu_allocator"] = _allocator
     return info

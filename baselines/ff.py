@@ -163,7 +163,7 @@ class ForwardForward(LayerLocalMethod):
 
     def _layer(self, i: int, h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(goodness [B], block output) of block i for the previous output (or image) h."""
-        _, out = self.blocks[i].parts(self.block_input(i, h, labels))
+        out = self.blocks[i](self.block_input(i, h, labels))
         return goodness(out), out
 
     def negative_labels(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asge.backbone import rms_pool2d
+from asge.backbone import ConvBlock, rms_pool2d
 from asge.config import ConfigError, resolve_config
 from asge.goodness import adaptive_mean, patch_count, patch_energy
 from asge.methods import create_method, method_class
@@ -91,6 +91,24 @@ def test_rms_pooling_gradient_matches_autograd_of_the_formula():
     assert torch.autograd.gradcheck(rms_pool2d, (x,))
     ref = torch.nn.functional.avg_pool2d(x.square(), 2).sqrt()
     assert torch.allclose(rms_pool2d(x), ref)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pool_block_forward_matches_relu_then_pool(channels_last):
+    """forward() pools before the ReLU (cheaper); values and gradients equal ReLU-then-pool."""
+    torch.manual_seed(0)
+    block = ConvBlock(3, 8, 3, "max", "none", 0)
+    x = torch.randn(4, 3, 9, 9)  # odd size: the dropped last row/column must agree too
+    if channels_last:
+        block, x = block.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    grads = []
+    for out in (block(x), block.parts(x)[1]):
+        block.zero_grad()
+        (out * torch.linspace(-1, 2, out.numel()).view_as(out)).sum().backward()
+        grads.append((out.detach(), block.conv.weight.grad.clone(), block.conv.bias.grad.clone()))
+    assert grads[0][0].shape == (4, 8, 4, 4) and (grads[0][0] > 0).any()
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
 
 
 def test_projection_fixed_and_seeded():

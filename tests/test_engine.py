@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 
 import pandas as pd
@@ -152,3 +153,12 @@ def test_each_process_takes_its_own_gpu_and_too_few_gpus_is_a_clear_error(monkey
     with pytest.raises(DeviceError, match="needs GPU 1.*1 GPU"):
         select_device({**cfg, "device": "cuda"}, local_rank=1)
     assert select_device({**cfg, "device": "cpu"}, local_rank=1) == torch.device("cpu")
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator settings are glibc's")
+def test_cpu_allocator_settings_are_applied_and_recorded():
+    from asge.runtime import hardware_info, tune_cpu_allocator
+
+    state = tune_cpu_allocator()
+    assert state == "glibc, mmap threshold 32 MiB, trim threshold 256 MiB"  # glibc accepted both
+    assert hardware_info(torch.device("cpu"))["cpu_allocator"] == state
