@@ -123,7 +123,7 @@ class ConvBlock(nn.Module):
         """The block output alone (what `parts` returns second)."""
         if self.pool == "max":
             # ReLU and max pooling commute (the same values and gradients); pooling first
-            # leaves ReLU a quarter of the map: FF MNIST trains ~10 % faster on a CPU
+            # leaves ReLU and its backward a quarter of the map
             return F.relu(F.max_pool2d(self.conv(self.norm(x)), 2))
         return self.parts(x)[1]
 

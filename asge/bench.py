@@ -3,16 +3,20 @@
     python -m asge.bench                                   # VGG8 full width, 32x32, batch 128
     python -m asge.bench --width 0.25 --repeats 5 --methods bp asge asge:norm_affine=false ff cwc
     python -m asge.bench --device cuda --markdown docs/bench-h100.md
+    python -m asge.bench --cpu-allocator default     # glibc's own malloc settings (training tunes them)
+    python -m asge.bench --size 28 --in-channels 1 --batch 16 --threads 2 --methods \
+        "ff:channels=[32,64,128],kernel_size=5,pool_layers=[1,2,3],channels_last=true" --reference first   # FF's MNIST net alone
 
 Per method: training images/s and evaluation images/s (median over timed repeats after
 warm-up; FF's evaluation includes its N label passes), the activation memory saved for
 backward per training step (counted exactly with saved_tensors_hooks: the peak of live
 saved activations and their total, identical on any hardware), peak CUDA memory, and the
-ratio of each to BP. CwC-FF runs its own architecture (it cannot use the VGG8 widths).
+ratio of each to the reference (BP unless --reference says otherwise). CwC-FF runs its own architecture (it cannot use the VGG8 widths).
 """
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 import types
@@ -24,7 +28,7 @@ import torch
 from asge.config import resolve_config
 from asge.engine import autocast_for, build_optimizer
 from asge.methods import create_method, list_methods, method_class
-from asge.runtime import switch_on
+from asge.runtime import switch_on, tune_cpu_allocator
 
 
 class _Box:
@@ -87,11 +91,12 @@ class SavedActivations:
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """'asge' or 'asge:norm_affine=false,alpha=0.5' -> (method, overrides)."""
+    """'asge' or 'asge:norm_affine=false,alpha=0.5,channels=[32,64]' -> (method, overrides)."""
     from asge.config import parse_override
 
     name, _, rest = spec.partition(":")
-    return name, dict(parse_override(kv) for kv in rest.split(",") if kv)
+    # commas inside [...] belong to a list value
+    return name, dict(parse_override(kv) for kv in re.split(r",(?![^\[]*\])", rest) if kv)
 
 
 class Candidate:
@@ -99,8 +104,9 @@ class Candidate:
 
     def __init__(self, spec: str, args: argparse.Namespace, device: torch.device) -> None:
         name, extra = parse_spec(spec)
-        info = types.SimpleNamespace(name="cifar10", num_classes=args.classes, in_channels=3, image_size=args.size,
-                                     mean=(0.5,) * 3, std=(0.25,) * 3)
+        c = getattr(args, "in_channels", 3)
+        info = types.SimpleNamespace(name="cifar10", num_classes=args.classes, in_channels=c, image_size=args.size,
+                                     mean=(0.5,) * c, std=(0.25,) * c)
         over: dict[str, Any] = {"batch_size": args.batch, "device": str(device)}
         if "width" in method_class(name).keys:
             over["width"] = args.width
@@ -116,7 +122,7 @@ class Candidate:
         # and the saved-activation count stay eager, as in the engine
         backend = getattr(args, "compile_backend", "inductor")
         self.train_step = torch.compile(self.model.train_step, backend=backend) if cfg["compile"] else self.model.train_step
-        self.x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+        self.x = torch.randn(args.batch, c, args.size, args.size, device=device)
         self.y = torch.randint(0, args.classes, (args.batch,), device=device)
         if channels_last:
             self.x = self.x.contiguous(memory_format=torch.channels_last)
@@ -211,31 +217,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--reference", default="bp", help="the method (or variant) the ratio columns divide by, benchmarked even when not "
+                    "in --methods; 'first': the first of --methods (then nothing else runs beside them)")
+    ap.add_argument("--in-channels", type=int, default=3, help="input channels (1: the MNIST nets)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--compile-backend", default="inductor",
                     help="torch.compile backend of variants with compile=true (aot_eager: tracing only, fast to build)")
+    ap.add_argument("--cpu-allocator", choices=("tuned", "default"), default="tuned",
+                    help="on a CPU: the malloc settings training uses (asge.runtime.GLIBC_MALLOPT) or glibc's defaults")
     ap.add_argument("--markdown", default=None, help="also write the table to this Markdown file")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    allocator = "glibc defaults"
+    if device.type == "cpu" and args.cpu_allocator == "tuned":
+        allocator = tune_cpu_allocator()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     names = args.methods or list_methods()
-    if "bp" not in names:
-        names = ["bp", *names]
+    if args.reference == "first":
+        args.reference = names[0]
+    if args.reference not in names:
+        names = [args.reference, *names]
     rows = bench_methods(names, args, device)
     pipe = bench_pipeline(args, device)
-    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    bp = rows["bp"]
+    hw = (torch.cuda.get_device_name(device) if device.type == "cuda"
+          else f"CPU, {torch.get_num_threads()} threads, allocator: {allocator}")
+    bp = rows[args.reference]
     lines = [
-        f"Backbone VGG8 width {args.width}, {args.size}x{args.size}, batch {args.batch}, {args.classes} classes, "
+        f"Backbone VGG8 width {args.width} (unless a variant sets channels), {args.in_channels}x{args.size}x{args.size}, batch {args.batch}, {args.classes} classes, "
         f"{hw}, torch {torch.__version__}; median of {args.repeats} repeats after {args.warmup} warm-up steps.",
         "",
-        "| method | params (M) | train img/s | ×BP | eval img/s | ×BP | saved act. peak (MiB) | ×BP | saved act. total (MiB) | peak CUDA (MiB) |",
+        f"Ratios (×ref) are to {args.reference}.",
+        "",
+        "| method | params (M) | train img/s | ×ref | eval img/s | ×ref | saved act. peak (MiB) | ×ref | saved act. total (MiB) | peak CUDA (MiB) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, r in rows.items():

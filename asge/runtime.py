@@ -68,16 +68,15 @@ def auto_size(cfg: Mapping[str, Any], key: str, device: torch.device | str) -> i
 
 #: glibc malloc settings for CPU runs (mallopt parameter number, value): serve allocations up to
 #: 32 MiB from the heap (M_MMAP_THRESHOLD) and keep up to 256 MiB of freed heap (M_TRIM_THRESHOLD).
-#: With glibc's defaults every activation of a few MB is a fresh mmap whose pages fault in
-#: on first touch; measured on 2 EPYC cores, FF MNIST (batch 16) trains ~1.3x faster with these
-#: (2026-12-02: 424 -> 565 img/s, median of 3 interleaved runs)
+#: With glibc's adaptive defaults a small net's activations of a few MB keep going back to the
+#: OS and faulting in again: FF's MNIST net trains 1.16x faster with these (docs/benchmarks.md,
+#: "CPU allocator"). Results are unchanged: where a tensor lives changes no value.
 GLIBC_MALLOPT: dict[str, tuple[int, int]] = {"M_MMAP_THRESHOLD": (-3, 32 << 20), "M_TRIM_THRESHOLD": (-1, 256 << 20)}
 _allocator = "default"  # what tune_cpu_allocator last did, for hardware_info
 
 
 def tune_cpu_allocator() -> str:
-    """Apply GLIBC_MALLOPT to this process; returns what the allocator now is (for the metrics).
-    Speed only: which memory holds a tensor changes no value."""
+    """Apply GLIBC_MALLOPT to this process; returns what the allocator now is (for the metrics)."""
     global _allocator
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         _allocator = "default (not glibc)"
