@@ -5,13 +5,15 @@
     python -m asge.bench --device cuda --markdown docs/bench-h100.md
     python -m asge.bench --cpu-allocator default     # glibc's own malloc settings (training tunes them)
     python -m asge.bench --size 28 --in-channels 1 --batch 16 --threads 2 --methods \
-        "ff:channels=[32,64,128],kernel_size=5,pool_layers=[1,2,3],channels_last=true" --reference first   # FF's MNIST net alone
+        "ff:channels=[32,64,128],kernel_size=5,pool_layers=[1,2,3],channels_last=true" \
+        --reference first                                # FF's MNIST net alone
 
 Per method: training images/s and evaluation images/s (median over timed repeats after
 warm-up; FF's evaluation includes its N label passes), the activation memory saved for
 backward per training step (counted exactly with saved_tensors_hooks: the peak of live
 saved activations and their total, identical on any hardware), peak CUDA memory, and the
-ratio of each to the reference (BP unless --reference says otherwise). CwC-FF runs its own architecture (it cannot use the VGG8 widths).
+ratio of each to the reference (BP unless --reference says otherwise). CwC-FF runs its own
+architecture (it cannot use the VGG8 widths).
 """
 from __future__ import annotations
 
@@ -217,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--reference", default="bp", help="the method (or variant) the ratio columns divide by, benchmarked even when not "
-                    "in --methods; 'first': the first of --methods (then nothing else runs beside them)")
+    ap.add_argument("--reference", default="bp",
+                    help="the method (or variant) the ratio columns divide by, benchmarked even when not in "
+                         "--methods; 'first': the first of --methods (then nothing else runs beside them)")
     ap.add_argument("--in-channels", type=int, default=3, help="input channels (1: the MNIST nets)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    allocator = "glibc defaults"
+    allocator = "malloc defaults"
     if device.type == "cpu" and args.cpu_allocator == "tuned":
         allocator = tune_cpu_allocator()
     if device.type == "cuda":
@@ -249,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
           else f"CPU, {torch.get_num_threads()} threads, allocator: {allocator}")
     bp = rows[args.reference]
     lines = [
-        f"Backbone VGG8 width {args.width} (unless a variant sets channels), {args.in_channels}x{args.size}x{args.size}, batch {args.batch}, {args.classes} classes, "
+        f"Backbone VGG8 width {args.width} (unless a variant sets channels), "
+        f"{args.in_channels}x{args.size}x{args.size}, batch {args.batch}, {args.classes} classes, "
         f"{hw}, torch {torch.__version__}; median of {args.repeats} repeats after {args.warmup} warm-up steps.",
         "",
         f"Ratios (×ref) are to {args.reference}.",
