@@ -12,7 +12,8 @@ def test_variant_spec_keeps_list_values_whole():
 
 def test_bench_runs_one_net_alone_against_itself(capsys):
     spec = "ff:channels=[8,16],kernel_size=5,pool_layers=[1,2]"
-    assert bench.main(["--size", "12", "--in-channels", "1", "--batch", "4", "--threads", "1", "--repeats", "1",
+    # no --threads: it would set the thread count of the whole test process
+    assert bench.main(["--size", "12", "--in-channels", "1", "--batch", "4", "--repeats", "1",
                        "--warmup", "0", "--cpu-allocator", "default", "--device", "cpu",
                        "--methods", spec, "--reference", "first"]) == 0
     out = capsys.readouterr().out
