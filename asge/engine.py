@@ -270,6 +270,8 @@ class Trainer:
         val = [r["val_acc"] for r in last]
         best = max(range(len(val)), key=lambda j: (val[j], -j))  # ties: the shallower, cheaper readout
         test = strategy_accuracy(method, self.data.test, best, self.amp)
+        # every strategy on validation too: recipe choices are made on these, never on test
+        val_strategies = strategy_accuracy(method, self.data.val, best, self.amp)
         x, _ = next(iter(self.data.test))
         strategies = {}
         for s in method.strategies:
@@ -284,6 +286,7 @@ class Trainer:
             "best_readout": method.readout_names[best],
             "readouts": method.readout_names,
             "val_acc_per_readout": val,
+            "val_acc_per_strategy": {s: val_strategies[s]["acc"] for s in method.strategies},
             "test_acc_per_readout": test["per_readout"],
             "params_total": sum(p.numel() for p in method.parameters()),
             "params_trainable": sum(p.numel() for p in method.parameters() if p.requires_grad),
@@ -293,6 +296,8 @@ class Trainer:
             "train_images_per_s": sum(ips.values()) / len(ips),
             "peak_train_memory_bytes": max(r["peak_memory_bytes"] for r in self.history) if self.device.type == "cuda" else None,
             "hardware": hardware_info(self.device),
+            "numerics": {"amp_bf16": switch_on(cfg, "amp", self.device),
+                         "channels_last": switch_on(cfg, "channels_last", self.device)},
             "method_extra": method.extra_state_for_metrics(),
         }
         metrics["world_size"] = self.world

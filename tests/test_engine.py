@@ -41,6 +41,12 @@ def test_run_folder_is_complete(data_root, tmp_path):
     # the banded toy data is easy: three epochs must learn it (chance is 10 %)
     assert metrics["test_acc"] > 0.5
     assert metrics["strategies"]["best"]["inference_params"] <= metrics["strategies"]["last"]["inference_params"]
+    # every strategy also on the validation split, where recipe choices are made (issue #26); Last
+    # Pred there is the last layer's final validation accuracy of history.csv
+    assert set(on_disk["val_acc_per_strategy"]) == {"fusion", "last", "best"}
+    last_val = hist[(hist.epoch == 3) & (hist.readout == "layer2")]["val_acc"].item()
+    assert on_disk["val_acc_per_strategy"]["last"] == pytest.approx(last_val)
+    assert on_disk["numerics"] == {"amp_bf16": False, "channels_last": False}  # what a CPU run used
 
 
 class CrashAfterFirstEpoch(Trainer):

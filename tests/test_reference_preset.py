@@ -31,6 +31,19 @@ def expected_runs(cfg: dict) -> set[tuple[str, str]]:
     return runs
 
 
+def dry_run_plan(preset: str, results: Path) -> tuple[set[tuple[str, str]], str]:
+    """(the (study, run) of every planned train job, the output) of `snakemake -n --config
+    preset=<preset>` from the repository root, the results redirected to `results`."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(OMP_WAIT_POLICY="PASSIVE", MLFLOW_DISABLE_TELEMETRY="true", PYTHONDONTWRITEBYTECODE="1")
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "2", "--config", f"preset={preset}",
+           f"results={results}"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    return set(re.findall(r"rule train:\n(?:    .*\n)*?    wildcards: study=(\w+), run=([\w.-]+)", out)), out
+
+
 def test_preset_matches_the_issue():
     cfg = load_preset()
     assert cfg["results"] == "results/reference"
@@ -58,13 +71,6 @@ def test_preset_validates_and_plans_every_run(tmp_path):
     """`snakemake -n --config preset=reference` from the repository root: the schema and every
     run's resolved config are checked when the Snakefile loads (common.smk validate_runs), and
     the dry run lists one train job per planned run."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env.update(OMP_WAIT_POLICY="PASSIVE", MLFLOW_DISABLE_TELEMETRY="true", PYTHONDONTWRITEBYTECODE="1")
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "2", "--config", "preset=reference",
-           f"results={tmp_path / 'results'}"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    planned = set(re.findall(r"rule train:\n(?:    .*\n)*?    wildcards: study=(\w+), run=([\w.-]+)", out))
+    planned, out = dry_run_plan("reference", tmp_path / "results")
     assert planned == expected_runs(load_preset()), out[-4000:]
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("metrics.json"))

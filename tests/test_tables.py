@@ -67,7 +67,8 @@ def test_one_function_per_table_and_one_formatter(tmp_path):
     dirs = [fake_run(tmp_path, "main", "asge-mnist-s0", "asge", 0.9), fake_run(tmp_path, "main", "bp-mnist-s0", "bp", 0.8)]
     runs = aggregate.aggregate(dirs)
     assert set(tables.TABLES) == set(tables.TITLES) == {"T1_main", "T2_strategies", "T3_pooling", "T4_alpha",
-                                                        "T5_imagenet", "T6_cost", "T8_variants", "T9_paired"}
+                                                        "T5_imagenet", "T6_cost", "T8_variants", "T9_paired",
+                                                        "T10_budget", "T11_convergence"}
     t1 = tables.build("T1_main", runs, CFG)
     assert list(t1.show["Method"].unique()) == ["ASGE", "BP", "DTG-FF"]
     assert list(t1.show["Data set"].unique()) == ["MNIST", "CIFAR-10"]
@@ -201,3 +202,96 @@ def test_fig4_reads_the_goodness_of_diagnostics(tmp_path, monkeypatch):
     monkeypatch.setattr(figures, "save", lambda fig, png, pdf: drawn.append(fig))
     assert figures.fig4(str(d / "diagnostics.pt"), "x.png", "x.pdf") == [4, 2]
     assert "MNIST" in drawn[0]._suptitle.get_text() and "CPU x86_64, threads=2" in drawn[0]._suptitle.get_text()
+
+
+def test_t1_puts_the_t_interval_first_with_n_and_the_parameter_count():
+    """Issue #26: with 2-3 seeds the bootstrap interval is only the seeds' range, so T1's primary
+    interval is Student t (n beside it), and every row says how large the method's net is."""
+    runs = main_runs({("asge", "mnist"): {0: 0.90, 1: 0.92, 2: 0.91}, ("bp", "mnist"): {0: 0.95}})
+    runs["params_total"] = [730_000 if m == "asge" else 62_000 for m in runs["method"]]
+    t1 = tables.build("T1_main", runs, {**CFG, "reported": []})
+    cols = list(t1.show.columns)
+    assert cols.index("95 % CI (t)") < cols.index("95 % CI (bootstrap)")
+    row = t1.data.set_index(["method", "dataset"]).loc[("asge", "mnist")]
+    half = 4.302653 * 1.0 / 3 ** 0.5  # t(0.975, 2) · s / √n with s = 1 point
+    assert (row["ci95_t_low"], row["ci95_t_high"]) == (pytest.approx(91 - half), pytest.approx(91 + half))
+    assert row["ci95_t_low"] < row["ci95_low"]  # the bootstrap is narrower than the t-interval here
+    shown = t1.show.set_index(["Method", "Data set"])
+    assert shown.loc[("ASGE", "MNIST"), "95 % CI (t)"] == f"[{91 - half:.2f}, {91 + half:.2f}] (n=3)"
+    assert shown.loc[("BP", "MNIST"), "95 % CI (t)"] == "–"  # one seed
+    assert shown.loc[("ASGE", "MNIST"), "Params"] == "730.00k" and shown.loc[("BP", "MNIST"), "Params"] == "62.00k"
+    assert any(n.startswith("95 % CI (t), the primary interval") for n in t1.notes)
+
+
+def test_t9_shows_the_t_interval_first():
+    runs = main_runs({("asge", "mnist"): {0: 0.92, 1: 0.93}, ("bp", "mnist"): {0: 0.90, 1: 0.90}})
+    t9 = tables.build("T9_paired", runs, {**CFG, "methods": ["asge", "bp"], "datasets": ["mnist"], "reported": []})
+    cols = list(t9.show.columns)
+    assert cols.index("95 % CI (t)") < cols.index("95 % CI (paired bootstrap)")
+    half = 12.706205 * (0.5 * 2 ** 0.5) / 2 ** 0.5  # differences 2 and 3 points: s = 0.707, n = 2
+    assert t9.show.loc[0, "95 % CI (t)"] == f"[{2.5 - half:.2f}, {2.5 + half:.2f}] (n=2)"
+
+
+def write_history(run_dir: Path, best_per_epoch: list[float]) -> None:
+    """history.csv of a two-readout run whose better readout reaches these validation accuracies."""
+    rows = [{"epoch": e + 1, "readout": r, "val_acc": v - (0.1 if r == "layer1" else 0.0)}
+            for e, v in enumerate(best_per_epoch) for r in ("layer1", "layer2")]
+    pd.DataFrame(rows).to_csv(run_dir / "history.csv", index=False)
+
+
+def test_t11_says_which_runs_flattened(tmp_path):
+    """The convergence check of issue #26: the best validation accuracy may rise by less than
+    0.3 points over the last 3 epochs; shorter runs can only show that they still rise."""
+    flat = fake_run(tmp_path, "main", "asge-mnist-s0", "asge", 0.9)
+    write_history(flat, [0.80, 0.85, 0.870, 0.871, 0.8725, 0.8710])  # +0.25 pp over epochs 4-6
+    rising = fake_run(tmp_path, "main", "bp-mnist-s0", "bp", 0.9)
+    write_history(rising, [0.80, 0.85, 0.86, 0.87, 0.88, 0.89])      # +3 pp
+    short = fake_run(tmp_path, "main", "asge-mnist-s1", "asge", 0.9)
+    write_history(short, [0.80, 0.8001])                              # 2 epochs: +0.01 pp over 1 epoch
+    runs = aggregate.aggregate([flat, rising, short])
+    got = runs.drop_duplicates("run").set_index("run")
+    assert got.loc["asge-mnist-s0", "val_gain_last3"] == pytest.approx(0.25)
+    assert got.loc["asge-mnist-s0", "val_best"] == pytest.approx(0.8725)
+    assert got.loc["bp-mnist-s0", "val_gain_last3"] == pytest.approx(3.0)
+    assert got.loc["asge-mnist-s1", "val_gain_epochs"] == 1
+    t11 = tables.build("T11_convergence", runs, CFG)
+    status = t11.show.set_index("Run")["Converged"]
+    assert status["asge-mnist-s0"] == "flat" and status["bp-mnist-s0"] == "still rising"
+    assert status["asge-mnist-s1"] == "too few epochs to tell"
+    assert list(t11.data.set_index("run")["flat"]) == [True, False, False]
+    assert any("1 of 3 runs here" in n for n in t11.notes)
+
+
+def test_t10_gives_the_gap_to_bp_at_both_budgets():
+    short = main_runs({("asge", "mnist"): {0: 0.90, 1: 0.91}, ("bp", "mnist"): {0: 0.95, 1: 0.95}})
+    long = main_runs({("asge", "mnist"): {0: 0.97, 1: 0.99}, ("bp", "mnist"): {0: 0.98, 1: 0.99}})
+    long["epochs"] = 20
+    cfg = {**CFG, "datasets": ["mnist"], "budget_reference": "short/runs.csv",
+           "reported": [{"method": "asge", "dataset": "mnist", "metric": "top1", "value": 99.65, "source": "x"}]}
+    t10 = tables.build("T10_budget", long, cfg, budget_runs=short)
+    asge = t10.data.set_index("method").loc["asge"]
+    assert asge["short_gap"] == pytest.approx(-4.5) and asge["converged_gap"] == pytest.approx(-0.5)
+    assert asge["short_gap_n"] == 2 and asge["converged_epochs"] == "20" and asge["short_epochs"] == "2"
+    row = t10.show.set_index("Method").loc["ASGE"]
+    assert row["Gap change (pp)"] == "+4.00" and row["Converged − reported"] == "-1.65"
+    assert row["Converged: − BP (pp, 95 % CI t)"].startswith("-0.50 [") and row["Converged: − BP (pp, 95 % CI t)"].endswith("(n=2)")
+    assert t10.show.set_index("Method").loc["BP", "Converged: − BP (pp, 95 % CI t)"] == "–"
+
+
+def test_t3_takes_the_main_runs_as_reference_when_the_preset_plans_none():
+    """The converged preset does not train ASGE's FashionMNIST runs twice: T3's RMS row is the
+    main study's runs of the ablated method and data set at the ablation's seeds."""
+    base = {"method": "asge", "dataset": "fashionmnist", "epochs": 20, "hardware": "CPU", "cfg_alpha": 1.0,
+            "is_primary": True, "strategy": "fusion", "cfg_subset_per_class": None, "cfg_test_subset_per_class": None}
+    rows = [{**base, "study": "main", "run": f"asge-fashionmnist-s{s}", "variant": None, "seed": s,
+             "cfg_pooling": "rms", "test_acc": 0.90 + s / 100} for s in (0, 1, 2)]
+    rows += [{**base, "study": "ablations", "run": f"asge-fashionmnist-pool_{p}-s{s}", "variant": f"pool_{p}",
+              "seed": s, "cfg_pooling": p, "test_acc": 0.89} for p in ("avg", "max") for s in (0, 1)]
+    cfg = {**CFG, "methods": ["asge"], "datasets": ["fashionmnist"], "reported": [],
+           "ablations": {"method": "asge", "dataset": "fashionmnist", "seeds": [0, 1],
+                         "variants": {"pool_avg": {"pooling": "avg"}, "pool_max": {"pooling": "max"}}}}
+    t3 = tables.build("T3_pooling", pd.DataFrame(rows), cfg)
+    rms = t3.data.set_index("pooling").loc["rms"]
+    assert rms["fusion_n"] == 2 and rms["fusion_acc_mean"] == pytest.approx(90.5)  # seeds 0 and 1 only
+    assert t3.data.set_index("pooling").loc["max", "fusion_n"] == 2
+    assert any("main study's runs" in n for n in t3.notes)

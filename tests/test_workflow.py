@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 METHODS = ("asge", "ff", "cwc", "bp")
 DATASETS = ("mnist", "fashionmnist")
 TABLES = ("T1_main", "T2_strategies", "T3_pooling", "T4_alpha", "T5_imagenet", "T6_cost", "T7_channel_scaling",
-          "T8_variants")
+          "T8_variants", "T11_convergence")
 FIGURES = ("fig1_ff_layers", "fig3_asge_layers", "fig4_goodness", "fig_accuracy_mnist", "fig_accuracy_fashionmnist")
 
 
@@ -92,7 +92,7 @@ def test_every_table_and_figure_is_built(tiny):
     assert set(runs[runs["study"] == "ablations"]["variant"]) == {"reference", "pool_avg", "alpha_0"}
     assert runs["test_acc"].between(0, 1).all() and (runs["epochs"] == 1).all()
     t1 = (res / "tables" / "T1_main.md").read_text()
-    assert re.search(r"\| ASGE \| MNIST \| fusion \| \d+\.\d\d \(n=1\) \| – \| 0 \| 1 \| CPU", t1)
+    assert re.search(r"\| ASGE \| MNIST \| fusion \| \d+\.\d\d \(n=1\) \| – \| – \| [\d.]+k? \| 0 \| 1 \| CPU", t1)
     assert "| ASGE | CIFAR-10 | – | not run |" in t1 and "99.65" in t1
     t3 = (res / "tables" / "T3_pooling.md").read_text()
     assert re.search(r"\| max \| not run", t3) and re.search(r"\| avg \| \d+\.\d\d \(n=1\)", t3)
@@ -228,6 +228,27 @@ def test_a_fresh_clone_of_committed_runs_retrains_nothing(tiny, tmp_path):
     assert len(tables) >= 20 and len(figures) >= 10
     for rel in tables + figures:
         assert (clone / rel).read_bytes() == (work / rel).read_bytes(), rel
+
+
+def test_budget_table_and_figure_against_a_shorter_study(tiny, tmp_path):
+    """`budget_reference` (the converged preset's key) adds T10 and fig_budget, built from this
+    preset's runs table beside the other study's; without it neither is planned."""
+    tiny_work, data = tiny
+    assert "T10_budget" not in check(snakemake(tiny_work, data, "-n", "--forceall"))
+    work = tmp_path / "repo"  # a copy: the shared tiny study keeps its outputs
+    shutil.copytree(tiny_work, work, ignore=shutil.ignore_patterns(".snakemake"))
+    short = tmp_path / "short_runs.csv"
+    runs = pd.read_csv(work / "results" / "tiny" / "tables" / "runs.csv")
+    runs.to_csv(short, index=False)  # the same runs stand in for a shorter study
+    out_dir = work / "results" / "tiny"
+    out = check(snakemake(work, data, config=(f"budget_reference={short}",)))
+    assert "rule train:" not in out, out[-3000:]
+    for name in ("tables/T10_budget.md", "tables/T10_budget.csv", "figures/fig_budget.png", "figures/fig_budget.pdf"):
+        assert (out_dir / name).is_file(), name
+    t10 = pd.read_csv(out_dir / "tables" / "T10_budget.csv")
+    asge = t10[(t10["method"] == "asge") & (t10["dataset"] == "mnist") & (t10["strategy"] == "fusion")].iloc[0]
+    assert asge["short_mean"] == pytest.approx(asge["converged_mean"])  # the same runs on both sides
+    assert asge["short_gap"] == pytest.approx(asge["converged_gap"])
 
 
 def test_lint_is_clean(tiny):

@@ -266,6 +266,8 @@ TABLES = {
     "T5_imagenet": ("T5. ImageNet", "Tables"),
     "T8_variants": ("T8. ASGE variants", "Tables"),
     "T9_paired": ("T9. ASGE against each baseline, paired by seed", "Tables"),
+    "T10_budget": ("T10. Short budget against convergence", "Tables"),
+    "T11_convergence": ("T11. Convergence of each run", "Tables"),
     "T6_cost": ("T6. Training cost", "Cost"),
 }
 TABLE_FORMATS = ("md", "tex", "csv", "html")
@@ -276,8 +278,24 @@ FIGURES = {
     "fig3_asge_layers": ("fig3", "fig3", "Paper figures", "Fig. 3: ASGE per-layer accuracy"),
     "fig4_goodness": ("fig4", "fig4", "Paper figures", "Fig. 4: ASGE goodness distributions"),
     "fig_cost": ("cost", "fig_cost", "Cost", "Training time and inference size"),
+    "fig_budget": ("budget", "fig_budget", "Accuracy", "Short budget against convergence"),
 }
 ACCURACY_FIGURE = "fig_accuracy_"
+
+
+def table_names():
+    """The tables this plan builds: T10 only where a shorter-budget study is configured."""
+    return [t for t in TABLES if t != "T10_budget" or config.get("budget_reference")]
+
+
+def table_inputs(wildcards):
+    """The runs table, and for T10 the shorter-budget study's runs table (`budget_reference`)."""
+    inputs = {"runs": results("tables", "runs.csv")}
+    if wildcards.table == "T10_budget":
+        if not config.get("budget_reference"):
+            raise WorkflowError("T10_budget needs `budget_reference`: the runs.csv of a shorter-budget study")
+        inputs["reference"] = config["budget_reference"]
+    return inputs
 
 
 def table_file(name, fmt):
@@ -315,6 +333,10 @@ def figure_inputs(wildcards):
     kind = figure_spec(wildcards.figure)[0]
     if kind == "cost":
         return {"runs": results("tables", "runs.csv")}
+    if kind == "budget":
+        if not config.get("budget_reference"):
+            raise WorkflowError("fig_budget needs `budget_reference`: the runs.csv of a shorter-budget study")
+        return {"runs": results("tables", "runs.csv"), "reference": config["budget_reference"]}
     if kind == "accuracy":
         runs = runs_of(study="main", dataset=wildcards.figure[len(ACCURACY_FIGURE):])
         return {"history": run_files(runs, "history.csv"), "metrics": run_files(runs, "metrics.json")}
@@ -342,18 +364,21 @@ def figure_names():
     names += [f"fig_accuracy_{d}" for d in config["datasets"] if runs_of(study="main", dataset=d)]
     if runs_of(study="main"):
         names.append("fig_cost")
+        if config.get("budget_reference"):
+            names.append("fig_budget")
     return names
 
 
 def aggregate_inputs(wildcards):
     runs = list(planned_runs().values())
-    return {"metrics": run_files(runs, "metrics.json"), "configs": run_files(runs, "config.yaml")}
+    return {"metrics": run_files(runs, "metrics.json"), "configs": run_files(runs, "config.yaml"),
+            "histories": run_files(runs, "history.csv")}
 
 
 def all_targets():
     """Everything the default target builds: the runs table, all tables and figures."""
     targets = [results("tables", "runs.csv")]
     targets += [table_file("T7_channel_scaling", f) for f in TABLE_FORMATS]
-    targets += [table_file(t, f) for t in TABLES for f in TABLE_FORMATS]
+    targets += [table_file(t, f) for t in table_names() for f in TABLE_FORMATS]
     targets += [figure_file(n, f) for n in figure_names() for f in ("png", "pdf")]
     return targets

@@ -23,6 +23,8 @@ rule figure:
         kind=lambda wildcards: figure_spec(wildcards.figure)[0],
         dataset=lambda wildcards: wildcards.figure[len(ACCURACY_FIGURE):],
         methods=lambda wildcards: list(config["methods"]),
+        # the papers' numbers, drawn as lines in the budget figure only
+        reported=lambda wildcards: config["reported"] if wildcards.figure == "fig_budget" else [],
         caption=lambda wildcards: report_caption(figure_spec(wildcards.figure)[1]),
     localrule: True
     conda:

@@ -6,7 +6,7 @@
 
 rule table:
     input:
-        runs=results("tables", "runs.csv"),
+        unpack(table_inputs),
     output:
         md=table_file("{table}", "md"),
         tex=table_file("{table}", "tex"),
@@ -27,7 +27,8 @@ rule table:
         cfg=lambda wildcards: {
             **{
                 k: config.get(k)
-                for k in ("preset", "methods", "datasets", "seeds", "not_run", "ablations", "reported")
+                for k in ("preset", "methods", "datasets", "seeds", "not_run", "ablations", "reported",
+                          "budget_reference")
             },
             # the paper-scale settings, against which T1 decides where a difference to a
             # reported number is meaningful

@@ -15,7 +15,10 @@ from typing import Any, Iterable
 import pandas as pd
 
 from asge.atomic import write_csv
-from asge.runfolder import COST_FIELDS, hardware_label, read_config, read_metrics
+from asge.runfolder import COST_FIELDS, HISTORY, hardware_label, read_config, read_metrics
+
+#: epochs over which a converged run's best validation accuracy must stop rising (issue #26)
+FLAT_EPOCHS = 3
 
 #: config keys copied into the table (the ablation axes and what changes a run's scale)
 CONFIG_COLUMNS = ("pooling", "alpha", "width", "channels", "pool_layers", "lr", "batch_size", "subset_per_class",
@@ -53,6 +56,20 @@ def inference_structure(method: str, strategy: str, layers_run: Any, cfg: dict[s
     return run, None
 
 
+def validation_curve(run_dir: Path) -> dict[str, Any]:
+    """The best readout's validation accuracy per epoch (history.csv), reduced to what the
+    convergence check needs: its best value over the run and how much of it the last k epochs
+    added (percentage points), k = FLAT_EPOCHS, or all but the first epoch in shorter runs."""
+    path = run_dir / HISTORY
+    if not path.is_file():
+        return {"val_best": None, "val_gain_last3": None, "val_gain_epochs": None}
+    hist = pd.read_csv(path)
+    running = hist.groupby("epoch")["val_acc"].max().sort_index().cummax()
+    k = min(FLAT_EPOCHS, len(running) - 1)
+    gain = 100 * (running.iloc[-1] - running.iloc[-1 - k]) if k > 0 else None
+    return {"val_best": float(running.iloc[-1]), "val_gain_last3": gain, "val_gain_epochs": k or None}
+
+
 def _cell(v: Any) -> Any:
     """Lists and dicts as JSON text (one CSV cell)."""
     return json.dumps(v) if isinstance(v, (list, dict)) else v
@@ -77,13 +94,18 @@ def run_rows(run_dir: Path, plan: dict[tuple[str, str], dict] | None = None) -> 
         "hardware": hardware_label(hw), "device": hw.get("device"), "gpu": hw.get("gpu"), "cpu": hw.get("cpu"),
         "threads": hw.get("threads"), "torch": hw.get("torch"),
         **{f"cfg_{k}": _cell(cfg.get(k)) for k in CONFIG_COLUMNS},
+        "amp_bf16": (metrics.get("numerics") or {}).get("amp_bf16"),
+        "channels_last": (metrics.get("numerics") or {}).get("channels_last"),
+        **validation_curve(run_dir),
         "run_dir": str(run_dir),
     }
     rows = []
     primary = metrics.get("primary_strategy")
     for strategy, s in (metrics.get("strategies") or {}).items():
         blocks, heads = inference_structure(metrics["method"], strategy, s.get("inference_layers"), cfg)
+        val = (metrics.get("val_acc_per_strategy") or {}).get(strategy)  # older runs: not recorded
         rows.append({**base, "strategy": strategy, "is_primary": strategy == primary, "test_acc": s.get("acc"),
+                     "val_acc": val,
                      "inference_blocks": blocks, "inference_heads": heads,
                      "test_top5": s.get("top5"), "inference_params": s.get("inference_params"),
                      "inference_layers": s.get("inference_layers"),

@@ -8,6 +8,7 @@ fig3: ASGE per-layer class accuracy per epoch, training left, validation right (
       2..L-1 of VGG8) is drawn solid, the first and last layer dashed.
 fig4: ASGE spatial goodness distributions (log scale) before pooling and after RMS, average and
       max pooling, for the two pooling layers with the most channels (diagnostics.pt["goodness"]).
+budget: test accuracy at a short budget and at convergence (figures_budget.py).
 accuracy: per data set and method, ONE predictor: the line is its validation accuracy per
       epoch, the star its final test accuracy (mean over seeds, band / bar = min..max). The
       predictor is the method's primary strategy when that is a single readout (BP's head,
@@ -374,6 +375,12 @@ def main_snakemake(snakemake: Any) -> None:
                      info["primary"])
     elif kind == "cost":
         fig_cost(inp.runs, out.png, out.pdf, snakemake.params.methods)
+    elif kind == "budget":
+        from figures_budget import fig_budget
+
+        shown = fig_budget(inp.reference, inp.runs, snakemake.params.reported, snakemake.params.methods, out.png, out.pdf)
+        for (d, ms), pts in shown.items():
+            log.info("%s %s: %s", d, ms, ", ".join(f"{e:g} ep {mu:.2f} % (n={n})" for e, mu, n in pts))
     else:
         raise ValueError(f"unknown figure kind {kind!r}")
     log.info("%s -> %s", kind, out.png)

@@ -1,8 +1,9 @@
-"""Tables T1-T6, T8 and T9 from results/.../tables/runs.csv (Markdown, LaTeX, CSV and HTML each):
+"""Tables T1-T6 and T8-T11 from results/.../tables/runs.csv (Markdown, LaTeX, CSV and HTML each):
 T1 main comparison (measured mean ± std and bootstrap 95 % CI over seeds beside the
 paper-reported value), T2 prediction strategies, T3 pooling and T4 α ablation, T5 ImageNet
 beside both paper versions, T6 training cost, T8 every ablation variant beside BP, T9 ASGE
-against each baseline paired by seed (tables_paired.py). Every measured number comes from a run
+against each baseline paired by seed (tables_paired.py), T10 budget and T11 convergence
+(tables_budget.py). Every measured number comes from a run
 of this suite, named with its seeds, epochs and hardware; a cell without runs says "not run".
 
 One function per table (`TABLES`) turns the runs into a `Table`: the tidy numbers (one row per
@@ -18,7 +19,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from stats import bootstrap_mean_ci
+from stats import bootstrap_mean_ci, t_interval
+from tables_budget import t10_budget, t11_convergence
 from tables_paired import t9_paired
 from wfutil import (DASH, NOT_RUN, Context, Table, ci_text, dataset_keys, dataset_name, epochs_of, finite,
                     hardware_of, human_int, ints, join_unique, mean_std, method_name, mib, pair, scale_note,
@@ -69,6 +71,8 @@ def t1_main(ctx: Context) -> Table:
             mean, std, n, text = mean_std(g["test_acc"]) if len(g) else (math.nan, math.nan, 0, ctx.not_run(m, d))
             # rounded so that last-bit noise of the resample means cannot change the CSV
             low, high = (round(v, 6) for v in bootstrap_mean_ci(100 * g["test_acc"])) if n else (math.nan,) * 2
+            t_low, t_high = (round(v, 6) for v in t_interval(100 * g["test_acc"])) if n else (math.nan,) * 2
+            params = g.drop_duplicates("run")["params_total"].mean() if n and "params_total" in g else math.nan
             r_val = float(rep["value"].iloc[0]) if len(rep) else math.nan
             r_src = str(rep["source"].iloc[0]) if len(rep) else DASH
             reasons = comparability(g, ctx.run_files.get(f"{m}/{d}", {})) if n else []
@@ -77,21 +81,29 @@ def t1_main(ctx: Context) -> Table:
                 not_comparable.append(f"{method_name(m)} on {dataset_name(d)}: {'; '.join(reasons)}")
             strategy = join_unique(g["strategy"]) if len(g) else DASH
             show.append({"Method": method_name(m), "Data set": dataset_name(d), "Strategy": strategy,
-                         "Measured here (mean ± std, n)": text, "95 % CI (bootstrap)": ci_text(low, high),
-                         "Seeds": seeds_of(g), "Epochs": epochs_of(g),
+                         "Measured here (mean ± std, n)": text,
+                         "95 % CI (t)": f"{ci_text(t_low, t_high)} (n={n})" if finite(t_low) else DASH,
+                         "95 % CI (bootstrap)": ci_text(low, high),
+                         "Params": human_int(params), "Seeds": seeds_of(g), "Epochs": epochs_of(g),
                          "Hardware": hardware_of(g),
                          "Reported": f"{r_val:.2f}" if finite(r_val) else DASH, "Source": r_src,
                          "Δ (measured − reported)": f"{DASH} †" if reasons and finite(r_val) else signed(diff)})
             data.append({"method": m, "dataset": d, "strategy": strategy if n else "", "status": "measured" if n else text,
-                         "measured_mean": mean, "measured_std": std, "ci95_low": low, "ci95_high": high, "n": n,
+                         "measured_mean": mean, "measured_std": std, "ci95_t_low": t_low, "ci95_t_high": t_high,
+                         "ci95_low": low, "ci95_high": high, "n": n, "params": params,
                          "seeds": seeds_of(g) if n else "",
                          "epochs": epochs_of(g) if n else "", "hardware": hardware_of(g) if n else "",
                          "reported": r_val, "reported_source": r_src if len(rep) else "", "difference": diff,
                          "comparable": not reasons if n else "", "not_comparable_because": "; ".join(reasons)})
     notes = ctx.measured_note(ctx.primary)
-    notes.append("95 % CI: percentile bootstrap of the mean over seeds (10,000 resamples with a fixed seed, so a "
-                 "rebuild gives the same numbers); '–' where n = 1: one seed gives no interval. With 2–3 seeds the "
-                 "bootstrap can only recombine those values (n = 2: [min, max]), so read the interval with n.")
+    notes.append("95 % CI (t), the primary interval: mean ± t(0.975, n−1)·s/√n over seeds, with n beside it; "
+                 "'–' where n = 1: one seed gives no interval. With 2–3 seeds it is wide, as it should be.")
+    notes.append("95 % CI (bootstrap), for comparison only: percentile bootstrap of the mean (10,000 resamples with "
+                 "a fixed seed, so a rebuild gives the same numbers). With 2–3 seeds it can only recombine those "
+                 "values (n = 2: [min, max]) and covers the mean far less often than 95 %.")
+    notes.append("Params: the trained model's parameters, every head included (params_total of metrics.json, mean "
+                 "over its runs): the methods' nets differ in size (e.g. CwC-FF's CFSE net against the VGG8 of ASGE, "
+                 "FF and BP).")
     notes.append("Reported: the value published in the named source (not measured here). ImageNet: the v2 "
                  "number; T5 lists both paper versions.")
     notes.append("Primary strategy per method: ASGE and FF Fusion Pred, CwC-FF GA, BP the classifier head.")
@@ -146,10 +158,22 @@ def t2_strategies(ctx: Context) -> Table:
     return Table(pd.DataFrame(data), pd.DataFrame(show), notes)
 
 # T3 / T4 ---------------------------------------------------------------------------------
+def with_main_reference(ctx: Context, spec: dict[str, Any]) -> pd.DataFrame:
+    """The ablation runs; where the preset plans no variant "reference", the main study's runs
+    of the ablated method and data set (at the ablation's seeds) stand in for it: they are the
+    same settings, so a preset need not train them twice."""
+    abl = ctx.ablations
+    if not spec.get("variants") or "reference" in spec["variants"] or not len(ctx.main):
+        return abl
+    ref = pair(ctx.main, spec["method"], spec["dataset"])
+    ref = ref[ref["seed"].isin(spec["seeds"])].assign(variant="reference")
+    return pd.concat([abl, ref], ignore_index=True) if len(ref) else abl
+
+
 def ablation(ctx: Context, axis: str) -> Table:
     """T3 (axis 'pooling') or T4 ('alpha'): the ablation rows that differ from the reference in `axis`."""
-    abl = ctx.ablations
     spec = ctx.cfg.get("ablations") or {}
+    abl = with_main_reference(ctx, spec)
     col, other = ("cfg_pooling", "cfg_alpha") if axis == "pooling" else ("cfg_alpha", "cfg_pooling")
     levels: list[Any] = list(POOLINGS) if axis == "pooling" else list(ALPHAS)
     if len(abl):
@@ -188,6 +212,9 @@ def ablation(ctx: Context, axis: str) -> Table:
     notes = ctx.measured_note(abl)
     fixed = "α" if axis == "pooling" else "pooling"
     notes.append(f"{what}; every row differs from the reference run only in {axis} ({fixed} as in the reference).")
+    if len(abl) > len(ctx.ablations):
+        notes.append("The reference row is the main study's runs of the same method and data set (the same "
+                     "settings; the preset does not train them a second time).")
     for patches, lvs in same_patches.items():
         if len(lvs) > 1:
             notes.append(f"α = {' and α = '.join(f'{float(v):g}' for v in lvs)} give the same patch counts "
@@ -209,6 +236,7 @@ def t8_variants(ctx: Context) -> Table:
     # yardsticks: each variant's best strategy against BP and against the variant "reference"
     # (rows are added BP first, then the variants in preset order)
     top = {"bp": math.nan, "reference": math.nan}
+    val_ref = {"fusion": math.nan}  # the reference's validation accuracy of the headline strategy
 
     strategies = [s for s in STRATEGY_ORDER if len(abl) and s in set(abl["strategy"])] or ["fusion", "last", "best"]
 
@@ -223,6 +251,17 @@ def t8_variants(ctx: Context) -> Table:
             row[f"{s} acc."] = text if s in own else DASH
             drow.update({f"{s}_acc_mean": mean, f"{s}_acc_std": std, f"{s}_n": n})
             means.append(mean)
+        for s in strategies:  # validation: what recipe choices are made on (runs before #26 lack it)
+            gs = g[g["strategy"] == s] if len(g) else g
+            vals = gs["val_acc"] if "val_acc" in gs else []
+            mean, _, n, text = mean_std(vals) if len(gs) else (math.nan, math.nan, 0, NOT_RUN)
+            row[f"{s} val. acc."] = (text if n else DASH) if s in own else DASH
+            drow.update({f"{s}_val_acc_mean": mean, f"{s}_val_n": n})
+        val_fusion = drow.get("fusion_val_acc_mean", math.nan)
+        if role == "reference":
+            val_ref["fusion"] = val_fusion
+        row["Fusion val. − reference"] = DASH if role == "bp" else signed(val_fusion - val_ref["fusion"], 2)
+        drow["fusion_val_minus_reference"] = val_fusion - val_ref["fusion"]
         best = max((m for m in means if finite(m)), default=math.nan)
         if role:
             top[role] = best
@@ -254,7 +293,10 @@ def t8_variants(ctx: Context) -> Table:
                      f"keys of the reference; 'Last − best layer' < 0 means accuracy declines with depth. "
                      f"'Best strategy' is the highest of the strategies' test accuracies: a yardstick for "
                      f"comparing variants, optimistic because it is taken on the test set (no model is "
-                     f"selected with it; Fusion is ASGE's headline strategy).")
+                     f"selected with it; Fusion is ASGE's headline strategy). Choose a recipe on the "
+                     f"'val. acc.' columns (the run's held-out validation split, never the test set); "
+                     f"the Best strategy's validation accuracy is optimistic too, its layer is chosen on "
+                     f"that split.")
     return Table(pd.DataFrame(data), pd.DataFrame(show), notes)
 
 # T5 -------------------------------------------------------------------------------------
@@ -333,13 +375,19 @@ TABLES: dict[str, tuple[Callable[[Context], Table], str, str]] = {
     "T8_variants": (t8_variants, "T8. ASGE variants (recipe study / ablations) beside BP", "tab:variants"),
     "T9_paired": (t9_paired, "T9. ASGE against each baseline, paired by seed: difference in test accuracy "
                   "(percentage points)", "tab:paired"),
+    "T10_budget": (t10_budget, "T10. Short budget against convergence: test accuracy (%) and gap to BP", "tab:budget"),
+    "T11_convergence": (t11_convergence, "T11. Did each run converge? Best validation accuracy and its last "
+                        "three epochs' gain", "tab:convergence"),
 }
 TITLES = {name: (title, label) for name, (_, title, label) in TABLES.items()}
 
 
-def build(name: str, runs: pd.DataFrame, cfg: dict[str, Any]) -> Table:
-    """Table `name` of the runs (runs.csv) under the workflow settings `cfg`."""
-    return TABLES[name][0](Context(runs, cfg))
+def build(name: str, runs: pd.DataFrame, cfg: dict[str, Any], budget_runs: pd.DataFrame | None = None) -> Table:
+    """Table `name` of the runs (runs.csv) under the workflow settings `cfg`; `budget_runs` the
+    shorter-budget study's runs.csv (T10 only)."""
+    ctx = Context(runs, cfg)
+    ctx.budget_runs = budget_runs
+    return TABLES[name][0](ctx)
 
 
 def write(name: str, table: Table, paths: dict[str, str]) -> None:
@@ -357,7 +405,9 @@ def read_runs(path: str) -> pd.DataFrame:
 def main_snakemake(snakemake: Any) -> None:
     log = setup_logging(snakemake)
     name = snakemake.wildcards.table
-    table = build(name, read_runs(snakemake.input.runs), snakemake.params.cfg)
+    reference = snakemake.input.get("reference")
+    table = build(name, read_runs(snakemake.input.runs), snakemake.params.cfg,
+                  read_runs(reference) if reference else None)
     write(name, table, {fmt: snakemake.output[fmt] for fmt in ("md", "tex", "csv", "html")})
     log.info("%s: %d rows", name, len(table.show))
 

@@ -67,8 +67,10 @@ def paired_row(ctx: Context, dataset: str, baseline: str, strategy: str) -> tupl
             "n (shared seeds)": n, "Seeds": shown_seeds,
             f"{method_name(REFERENCE)} (mean)": f"{xa.mean():.2f}" if n else DASH,
             "Baseline (mean)": f"{xb.mean():.2f}" if n else DASH,
-            "Δ (pp)": signed(diff) if n else status, "95 % CI (paired bootstrap)": ci_text(low, high),
-            "95 % CI (t)": ci_text(t_low, t_high), f"{method_name(REFERENCE)} ahead": f"{ahead}/{n}" if n else DASH,
+            "Δ (pp)": signed(diff) if n else status,
+            "95 % CI (t)": f"{ci_text(t_low, t_high)} (n={n})" if math.isfinite(t_low) else DASH,
+            "95 % CI (paired bootstrap)": ci_text(low, high),
+            f"{method_name(REFERENCE)} ahead": f"{ahead}/{n}" if n else DASH,
             f"Epochs ({method_name(REFERENCE)} / baseline)": f"{epochs_of(ga)} / {epochs_of(gb)}"}
     data = {"dataset": dataset, "baseline": baseline, "baseline_strategy": strategy, "status": status, "n": n, "seeds": seeds,
             "seeds_unpaired": ", ".join(str(int(s)) for s in only),
@@ -94,11 +96,12 @@ def t9_paired(ctx: Context) -> Table:
              f"accuracies; Δ is the mean of these differences in percentage points (pp; > 0: {ref} higher), "
              f"n the number of shared seeds. A seed that only one of the two ran is left out (the CSV lists "
              f"it under seeds_unpaired), so the means here can differ from T1's.",
-             f"95 % CI (paired bootstrap): percentile bootstrap of the mean difference, resampling seeds "
-             f"({RESAMPLES:,} resamples with a fixed seed, so a rebuild gives the same numbers). 95 % CI (t): "
-             f"mean ± t(0.975, n−1)·s/√n of the differences, assuming them roughly normal. With n = 1 neither "
-             f"interval exists ('–'). With 2–3 seeds the bootstrap can only recombine those differences "
-             f"(n = 2: [min, max]) and is optimistic, the t-interval is wide: read both with n.",
+             f"95 % CI (t), the primary interval: mean ± t(0.975, n−1)·s/√n of the differences, assuming them "
+             f"roughly normal, with n beside it. 95 % CI (paired bootstrap), for comparison only: percentile "
+             f"bootstrap of the mean difference, resampling seeds ({RESAMPLES:,} resamples with a fixed seed, so "
+             f"a rebuild gives the same numbers); with 2–3 seeds it can only recombine those differences "
+             f"(n = 2: [min, max]) and covers the true difference far less often than 95 %. With n = 1 neither "
+             f"interval exists ('–').",
              f"{ref} ahead: on how many of the shared seeds {ref} was more accurate. Epochs: the budget of "
              f"each side; a difference at unequal epochs is no comparison at equal budget."]
     if REFERENCE not in ctx.cfg["methods"]:

@@ -186,6 +186,8 @@ class Context:
         self.preset = cfg["preset"]
         self.run_files = {k: (json.loads(v) if v else {}) for k, v in (cfg.get("run_files") or {}).items()}
         self.ablations = self.all[self.all["study"] == "ablations"] if len(self.all) else self.all
+        #: runs.csv of the shorter-budget study (`budget_reference`), for T10; None when not configured
+        self.budget_runs: pd.DataFrame | None = None
 
     def not_run(self, method: str, dataset: str) -> str:
         """The text of a cell without runs (with the configured reason where there is one)."""

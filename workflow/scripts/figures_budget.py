@@ -1,0 +1,70 @@
+"""The budget figure: test accuracy per method at a short budget and at convergence.
+
+One panel per data set; x is the number of training epochs (log scale), y the test accuracy of
+each method's primary strategy (CwC-FF also its Sf head, dashed): mean over seeds, the band
+min..max over seeds, n in the legend. The paper's reported number is a dotted line in the
+method's colour. Drawn by figures.py (kind "budget") from two runs tables: the shorter-budget
+study's (`budget_reference`) and this preset's.
+"""
+
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from wfutil import dataset_name, method_name
+
+from figures import STRATEGY_NAMES, save
+
+#: strategies drawn beside each method's primary one (CwC-FF's softmax head)
+EXTRA = {"cwc": ("sf",)}
+
+
+def _points(runs: pd.DataFrame, method: str, dataset: str, strategy: str | None) -> tuple[float, list[float], str]:
+    """(epochs, test accuracies in % per seed, strategy) of one method's strategy (None: primary)."""
+    g = runs[(runs["study"] == "main") & (runs["method"] == method) & (runs["dataset"] == dataset)]
+    g = g[g["is_primary"].astype(bool)] if strategy is None else g[g["strategy"] == strategy]
+    if g.empty:
+        return float("nan"), [], strategy or ""
+    return float(g["epochs"].max()), list(100 * g.groupby("seed")["test_acc"].mean()), str(g["strategy"].iloc[0])
+
+
+def fig_budget(short_csv: str, long_csv: str, reported: Sequence[dict[str, Any]], methods: Sequence[str],
+               png: str, pdf: str) -> dict[tuple[str, str], list[tuple[float, float, int]]]:
+    """Draw the figure; returns {(data set, method/strategy): [(epochs, mean %, n) per budget]}."""
+    short, long = pd.read_csv(short_csv), pd.read_csv(long_csv)
+    datasets = [d for d in dict.fromkeys(long["dataset"]) if d in set(short["dataset"])] or list(dict.fromkeys(long["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
+    shown: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+    for ax, d in zip(axes[0], datasets):
+        for i, m in enumerate(methods):
+            color = f"C{i}"
+            for strategy in (None, *EXTRA.get(m, ())):
+                pts = [_points(runs, m, d, strategy) for runs in (short, long)]
+                pts = [(e, accs, s) for e, accs, s in pts if accs]
+                if not pts:
+                    continue
+                x = [e for e, _, _ in pts]
+                mean = [float(np.mean(a)) for _, a, _ in pts]
+                s = pts[-1][2]
+                style = "-" if strategy is None else "--"
+                n = "/".join(str(len(a)) for _, a, _ in pts)
+                ax.plot(x, mean, style, color=color, marker="o",
+                        label=f"{method_name(m)} ({STRATEGY_NAMES.get(s, s)}), n={n}")
+                ax.fill_between(x, [min(a) for _, a, _ in pts], [max(a) for _, a, _ in pts], color=color, alpha=0.15)
+                shown[(d, f"{m}/{s}")] = [(e, mu, len(a)) for (e, a, _), mu in zip(pts, mean)]
+            rep = [r for r in reported if r["method"] == m and r["dataset"] == d and r.get("metric", "top1") == "top1"]
+            if rep:
+                ax.axhline(float(rep[-1]["value"]), color=color, linestyle=":", linewidth=1.2,
+                           label=f"{method_name(m)} reported {float(rep[-1]['value']):.2f} (paper scale)")
+        ax.set_xscale("log")
+        ax.set_xlabel("training epochs (log scale)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(dataset_name(d), fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6.5, loc="lower right")
+    fig.suptitle("Test accuracy at the short budget and at convergence, measured here (band: min..max over "
+                 "seeds; dotted: the paper's number at its own scale)", fontsize=9)
+    fig.tight_layout()
+    save(fig, png, pdf)
+    return shown
