@@ -92,15 +92,40 @@ def hardware_label(hw: Mapping[str, Any]) -> str:
     return f"CPU {hw.get('cpu', '?')}, threads={hw.get('threads', '?')}"
 
 
+class RunFileCorrupt(ValueError):
+    """A run-folder file that cannot be read (truncated, hand-edited): names the file and the fix."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(
+            f"{path} cannot be read ({why}). Restore it (git checkout -- {path}, if it is committed), or delete "
+            f"it and rerun the training command with --force: with the last epoch's checkpoint.pt in the folder "
+            f"the run is only evaluated again, without it the run retrains")
+
+
 def read_metrics(out: str | Path) -> Metrics:
-    return json.loads((Path(out) / METRICS).read_text())
+    path = Path(out) / METRICS
+    try:
+        metrics = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunFileCorrupt(path, f"not valid JSON: {e}") from None
+    if not isinstance(metrics, dict):
+        raise RunFileCorrupt(path, f"a JSON {type(metrics).__name__}, not an object")
+    return metrics
 
 
 def read_config(out: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(out) / CONFIG
-    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RunFileCorrupt(path, f"not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(cfg, dict):
+        raise RunFileCorrupt(path, f"a YAML {type(cfg).__name__}, not a mapping of keys")
+    return cfg
 
 
 class RunFolderBusy(RuntimeError):

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from asge.data import DataError
     from asge.engine import NonFiniteLoss, Trainer
     from asge.runconfig import write_request
-    from asge.runfolder import RunFolder, RunFolderBusy, RunFolderMismatch
+    from asge.runfolder import RunFileCorrupt, RunFolder, RunFolderBusy, RunFolderMismatch
     from asge.runtime import DeviceError
 
     folder = RunFolder(args.out)
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             if request is not None and int(os.environ.get("RANK", "0")) == 0:
                 write_request(folder.path("request.yaml"), request)
             Trainer(cfg, folder.out, callbacks).run()
-    except (RunFolderBusy, RunFolderMismatch) as e:
+    except (RunFolderBusy, RunFolderMismatch, RunFileCorrupt) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (DataError, CheckpointError, NonFiniteLoss, DeviceError) as e:

@@ -155,3 +155,27 @@ def test_configuration_reference_is_current():
     assert page.read_text() == render(), "regenerate: python -m asge.configdoc > docs/configuration.md"
     with pytest.raises(ConfigError, match="docs/configuration.md"):
         resolve("asge", "mnist", overrides=["lrate=0.1"])
+
+
+def test_a_corrupt_run_file_is_named_with_its_fix(data_root, tmp_path, capsys):
+    """Issue #28, item 1: a truncated metrics.json in a finished folder stops the training
+    command (also with --force) with one line that names the file and the fix, no traceback,
+    and nothing in the folder changes; a broken config.yaml is named the same way by its reader
+    (the tables and figures read it)."""
+    from asge.runfolder import RunFileCorrupt, read_config, read_metrics
+
+    out = tmp_path / "run"
+    assert train(data_root, out) == 0
+    (out / "metrics.json").write_text('{"method": "asge", "test_ac')  # truncated
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for force in (False, True):
+        assert train(data_root, out, force=force) == 2
+        err = capsys.readouterr().err
+        assert f"{out / 'metrics.json'} cannot be read (not valid JSON" in err and "git checkout --" in err, err
+        assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    with pytest.raises(RunFileCorrupt, match="metrics.json cannot be read"):
+        read_metrics(out)
+    (out / "config.yaml").write_text("channels: [8, 16\nlr: 0.01\n")
+    with pytest.raises(RunFileCorrupt, match=r"config.yaml cannot be read \(not valid YAML: .*line"):
+        read_config(out)
