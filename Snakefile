@@ -20,14 +20,16 @@ include: "workflow/rules/common_slurm.smk"
 
 # Snakemake's own layering, later wins: config.yaml, the preset it (or --config preset=...)
 # names, then --configfile and --config from the command line.
-configfile: "config/config.yaml"
+configfile: checked_yaml("config/config.yaml")
 configfile: preset_path(config)
 
 
 config.update(typed(config))
+checked_config(config, "workflow/schemas/config.schema.yaml")  # a short message first
 validate(config, "workflow/schemas/config.schema.yaml")
 setup_environment(config)
 validate_runs()  # every run's training config, before any job starts
+warn_without_gpu(config)
 
 
 report: "workflow/report/workflow.rst"

@@ -199,9 +199,11 @@ class Trainer:
             finite = distributed.all_reduce_sum((~finite).float()) == 0
         if not finite.all():
             bad = [name for name, ok in zip(self.method.readout_names, finite.tolist()) if not ok]
+            kept = (f"the checkpoint of epoch {epoch} is kept" if (self.out / CHECKPOINT).exists()
+                    else "no checkpoint exists yet")
             raise NonFiniteLoss(
                 f"non-finite training loss in {', '.join(bad)} at epoch {epoch + 1}, step {step + 1}; the run is "
-                f"stopped and no metrics.json is written (the last good checkpoint is kept). Lower lr "
+                f"stopped and no metrics.json is written ({kept}). Lower lr "
                 f"(now {self.cfg['lr']}) or check the inputs"
             )
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from asge.runfolder import CONFIG, HISTORY, METRICS, Metrics
+from asge.runtime import Terminated
 from asge.tracking_records import (TAG, epoch_metrics, error_text, final_metrics, final_tags, metrics_digest,
                                    param_items, result_digest, run_tags, summary_metrics)
 from asge.tracking_store import default_tracking_uri, get_or_create_experiment, make_client, retry
@@ -205,7 +206,9 @@ class MLflowCallback:
             self._log_tags({TAG + "error": error_text(error)})
         except Exception:  # noqa: BLE001 - the status below matters more than the tag
             log.warning("mlflow: error tag of %s not logged", self.run_name)
-        self._call("set_terminated", self.run_id, status="FAILED")
+        # stopped from outside (SIGTERM, Ctrl-C) is KILLED, as MLflow's own runs mark it
+        status = "KILLED" if isinstance(error, (Terminated, KeyboardInterrupt)) else "FAILED"
+        self._call("set_terminated", self.run_id, status=status)
 
     def _record_setup_failure(self, error: BaseException, out_dir: Path) -> None:
         """A run that failed before `on_start` (e.g. missing data files) as a FAILED run with

@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 from asge.runconfig import resolve
@@ -69,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from asge.data import DataError
     from asge.engine import NonFiniteLoss, Trainer
     from asge.runconfig import write_request
-    from asge.runfolder import RunFileCorrupt, RunFolder, RunFolderBusy, RunFolderMismatch
-    from asge.runtime import DeviceError
+    from asge.runfolder import CHECKPOINT, RunFileCorrupt, RunFolder, RunFolderBusy, RunFolderMismatch
+    from asge.runtime import DeviceError, Terminated, raise_on_sigterm
 
     folder = RunFolder(args.out)
     callbacks = []
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
         callbacks.append(MLflowCallback(experiment=args.mlflow_experiment, run_name=args.run_name or folder.out.name,
                                         cfg=cfg))
+    raise_on_sigterm()
     try:
         with folder.lock():
             if not folder.prepare(cfg, force=args.force):
@@ -92,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     except (RunFolderBusy, RunFolderMismatch, RunFileCorrupt) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Terminated as e:
+        kept = ("its checkpoint keeps the last finished epoch: rerun the same command to resume"
+                if folder.path(CHECKPOINT).exists() else "no epoch had finished: a rerun starts afresh")
+        print(f"error: {e} before {folder.out} finished; {kept}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except (DataError, CheckpointError, NonFiniteLoss, DeviceError) as e:
         # known failures: one clear message, no traceback; finished files are untouched
         print(f"error: {e}", file=sys.stderr)

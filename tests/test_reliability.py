@@ -55,6 +55,24 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_sigterm_stops_with_one_line_and_the_rerun_resumes(tmp_path):
+    """What SLURM sends at a time limit: exit 143 with one line that says what is kept, no traceback."""
+    root = write_mnist(tmp_path / "data", n_train=3200, n_test=200)
+    out = tmp_path / "termed"
+    proc = subprocess.Popen(train(root, out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "Traceback" not in err and "stopped by SIGTERM" in err and "rerun the same command to resume" in err
+    assert not (out / "metrics.json").exists()
+    again = subprocess.run(train(root, out), env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "resuming" in again.stderr, again.stderr[-2000:]
+    assert sorted(set(pd.read_csv(out / "history.csv").epoch)) == [1, 2, 3]
+
+
 def test_missing_data_offline_is_one_clear_error(tmp_path):
     res = subprocess.run([sys.executable, "-m", "asge.train", "--method", "asge", "--dataset", "mnist",
                           "--set", f"data_root={tmp_path}", "--set", "data_mirrors=[]", "--set", "offline=true",

@@ -187,6 +187,16 @@ def test_failure_marks_run_failed(store, tmp_path):
     assert "non-finite" in run.data.tags["asge.error"]
 
 
+def test_sigterm_marks_run_killed(store, tmp_path):
+    from asge.runtime import Terminated
+
+    uri, client = store
+    cb = run_lifecycle(uri, "main", "bp-mnist-s0", tmp_path, epochs=2, finish=False)
+    cb.on_failure(Terminated("stopped by SIGTERM"), tmp_path)
+    (run,) = runs_named(client, "bp-mnist-s0")
+    assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags["asge.error"]
+
+
 def test_resume_continues_the_unfinished_run(store, tmp_path):
     """Crash after epoch 2 (status stays RUNNING), rerun from the checkpoint with more epochs:
     one run, each epoch logged once, the old params kept and the new epochs noted."""

@@ -116,7 +116,8 @@ def test_tables_count_blocks_and_guard_delta(tiny):
     assert measured["difference"].isna().all() and not measured["comparable"].astype(bool).any()
     md = (t / "T1_main.md").read_text()
     assert "| – † |" in md and "† No Δ" in md
-    for name in tables.TITLES:
+    # T10 is built only where a shorter-budget study is configured (test_workflow covers it)
+    for name in (n for n in tables.TITLES if n != "T10_budget"):
         tex = (t / f"{name}.tex").read_text()
         assert "\\toprule" in tex and "\\bottomrule" in tex and "\\hline" not in tex
         n_cols = len(re.search(r"\\begin\{tabular\}\{(l+)\}", tex).group(1))

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tests.fakedata import write_idx
+from tests.test_reference_preset import dry_run_plan
 
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ("asge", "ff", "cwc", "bp")
@@ -281,6 +283,8 @@ def test_report_holds_tables_and_figures(tiny):
     ("overrides={method: {cwc: {channels: [10, 20, 40, 85]}}}", ["channels", "85"]),  # CwC cannot group
     ("methods=[asge, sgd]", ["sgd"]),                                            # unknown method
     ("datasets=[mnist, svhn]", ["svhn"]),                                        # unknown data set
+    ("epoks=3", ["'epoks' was unexpected", "overrides"]),                        # unknown top-level key
+    ("mlflow={experiment_prefx: a}", ["did you mean 'experiment_prefix'"]),      # misspelt nested key
 ])
 def test_bad_config_stops_before_any_job(tiny, override, words):
     work, data = tiny
@@ -291,8 +295,24 @@ def test_bad_config_stops_before_any_job(tiny, override, words):
     for w in words:
         assert w in out, (w, out[-3000:])
     assert "rule train" not in out  # no job was planned, let alone run
+    assert "Failed validating" not in out  # a few lines, not the 344-line schema
     after = sorted(p.stat().st_mtime_ns for p in (work / "results" / "tiny" / "runs").rglob("metrics.json"))
     assert before == after
+
+
+def test_a_yaml_error_in_a_preset_file_names_the_file_and_line(tiny, tmp_path):
+    bad = tmp_path / "my_preset.yaml"
+    bad.write_text("results: results/mine\nmethods: [asge\n  seeds: 1\n")
+    proc = snakemake(*tiny, "-n", config=(f"preset_file={bad}",))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"{bad}, line 3" in out and "not valid YAML" in out, out[-3000:]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is for machines without CUDA")
+def test_the_paper_preset_on_a_cpu_warns_at_planning_time(tmp_path):
+    runs, out = dry_run_plan("paper", tmp_path / "results")
+    warning = [line for line in out.splitlines() if "need a CUDA GPU" in line]
+    assert len(warning) == 1 and f"its {len(runs)} training runs" in warning[0] and "preset=smoke" in warning[0]
 
 
 def test_sigkilled_workflow_resumes_with_rerun_incomplete(tiny):

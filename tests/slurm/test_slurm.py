@@ -203,7 +203,8 @@ def test_multi_gpu_run_is_one_torchrun_in_one_allocation(small):
     config = ("results=results/gpu", "resources={gpu: 4, threads: 2, mem_mb: 1000, runtime: 10}")
     dry = check(snakemake(work, data, "-n", "--profile", "profiles/slurm", "--workflow-profile", "none",
                           "--cores", "64", target, config=config))
-    assert "python -m torch.distributed.run --standalone --nproc_per_node 4 -m asge.train --method bp" in dry
+    assert "python -m torch.distributed.run --standalone --nproc_per_node 4 -m asge.train --request" in dry
+    assert '"method": "bp"' in dry
     assert "--set threads=2" in dry and re.search(r"resources: .*nodes=1, gpu=4", dry), dry[-3000:]
     real = snakemake(work, data, "--profile", "profiles/slurm", target, config=config, timeout=300)
     out = real.stdout + real.stderr

@@ -31,7 +31,45 @@ def preset_path(config):
     if not os.path.isfile(path):
         known = sorted(p.stem for p in Path("config", "presets").glob("*.yaml"))
         raise WorkflowError(f"preset {name!r}: {path} does not exist; known presets: {', '.join(known)}")
+    return checked_yaml(path)
+
+
+def checked_yaml(path):
+    """`path` once it parses as YAML: Snakemake's own message names neither the file nor the line."""
+    try:
+        yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err)
+        raise WorkflowError(f"{where}: not valid YAML ({problem}); fix that line and rerun") from None
     return path
+
+
+def checked_config(config, schema_path):
+    """Validate the layered config against the schema with a message of a few lines (Snakemake's
+    own prints the whole schema): the key's path, what is wrong and, for a misspelt key, the
+    nearest known one."""
+    import difflib
+
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return
+    where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    hint = ""
+    if error.validator == "additionalProperties":
+        known = error.schema.get("properties", {})
+        unknown = [k for k in error.instance if k not in known]
+        near = {k: difflib.get_close_matches(str(k), list(known), n=1) for k in unknown}
+        hint = "".join(f" (did you mean {m[0]!r} for {k!r}?)" for k, m in near.items() if m)
+        hint += f". Known keys here: {', '.join(sorted(known))}"
+        if not error.absolute_path:
+            hint += " (a run's training keys go under overrides, e.g. 'overrides={all: {epochs: 3}}')"
+    raise WorkflowError(f"config {where}: {error.message}{hint}. The keys are commented in config/config.yaml "
+                        "and listed in docs/configuration.md.")
 
 
 def typed(value):
@@ -187,6 +225,19 @@ def validate_runs():
     """Resolve every planned run now (see resolved_request)."""
     for study, name in planned_runs():
         resolved_request(study, name)
+
+
+def warn_without_gpu(config):
+    """One line at planning time when the preset's jobs refuse to train without CUDA and this machine
+    has none: otherwise they fail one by one, with the reason only in each job's log."""
+    import torch
+    from snakemake.logging import logger
+
+    if config.get("require_gpu") and not torch.cuda.is_available():
+        logger.warning(f"preset {config.get('preset')!r}: its {len(planned_runs())} training runs need a CUDA GPU "
+                       "(require_gpu: true) and this machine has none; jobs that run here will fail. On a CPU use "
+                       "--config preset=smoke, reference or converged (docs/workflow.md), or submit to a GPU "
+                       "cluster (--profile profiles/slurm).")
 
 
 @lru_cache(maxsize=None)

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from stats import paired_differences, t_interval
-from wfutil import (DASH, NOT_RUN, Context, Table, ci_text, dataset_name, epochs_of, finite, human_int,
+from wfutil import (DASH, NOT_RUN, STRATEGY_ORDER, Context, Table, ci_text, dataset_name, epochs_of, finite, human_int,
                     mean_std, method_name, pair, seeds_of, signed)
 
 BP = "bp"
@@ -21,7 +21,6 @@ BP = "bp"
 FLAT_PP = 0.3
 #: ... over this many final epochs
 FLAT_EPOCHS = 3
-STRATEGY_ORDER = ("fusion", "last", "best", "ga", "sf")
 
 
 def _strategies(runs: pd.DataFrame, method: str, dataset: str) -> set[str]:

@@ -17,6 +17,8 @@ import pandas as pd
 from asge.atomic import write_csv, write_text
 
 NOT_RUN = "not run"
+#: prediction strategies in display order: ASGE/FF's Fusion, Last and Best Pred, CwC-FF's GA and Sf
+STRATEGY_ORDER = ("fusion", "last", "best", "ga", "sf")
 DASH = "–"
 
 
