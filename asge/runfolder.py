@@ -151,9 +151,12 @@ class RunFolder:
 
     # --- lock ------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """An exclusive lock for the whole run (released when the process dies). Under torchrun
-        only rank 0 takes it: the ranks of one run share the folder by design."""
+    def lock(self, wait: bool = False) -> Iterator[None]:
+        """An exclusive lock for the whole run (released when the process dies). Held by another
+        process: RunFolderBusy, or with `wait` block until it is free (the workflow's jobs: a job
+        started beside an orphaned one, e.g. after `snakemake --unlock`, waits for it instead of
+        failing, which would make Snakemake delete the folder's outputs). Under torchrun only
+        rank 0 takes it: the ranks of one run share the folder by design."""
         import fcntl
 
         if int(os.environ.get("RANK", "0")) != 0:
@@ -164,8 +167,12 @@ class RunFolder:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunFolderBusy(f"another process is training into {self.out} (it holds {self.path(LOCK)}); "
-                                    f"wait for it to finish or use another --out folder") from None
+                if not wait:
+                    raise RunFolderBusy(f"another process is training into {self.out} (it holds "
+                                        f"{self.path(LOCK)}); wait for it to finish or use another --out folder") from None
+                log.warning("another process is training into %s (it holds %s): waiting for it to finish; "
+                            "`fuser %s` names it", self.out, self.path(LOCK), self.path(LOCK))
+                fcntl.flock(f, fcntl.LOCK_EX)
             yield
 
     # --- policy ----------------------------------------------------------------------

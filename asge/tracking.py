@@ -17,6 +17,8 @@ the store and experiments once, before parallel writers start (the workflow's fi
 store at the mlartifacts/ beside it (MLflow keeps absolute artifact URIs).
 `python -m asge.tracking import results/reference/runs [--experiment-prefix reference-]
 [--tracking-uri sqlite:///mlflow.db]` loads finished run folders without retraining (idempotent).
+`python -m asge.tracking links [--base http://127.0.0.1:5000]` prints each experiment's runs-table
+URL for `mlflow ui` (MLflow 3 opens experiments in its GenAI view otherwise).
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ __all__ = ["MLflowCallback", "default_tracking_uri", "epoch_metrics", "final_met
 
 def main(argv: list[str] | None = None) -> int:
     """`init`: create the store and experiments; `relocate`: repoint a copied store's artifacts;
-    `import`: load finished run folders into the store."""
-    ap = argparse.ArgumentParser(description="The MLflow store: create it, repoint a copy, import run folders.")
+    `import`: load finished run folders into the store; `links`: the runs-table URLs."""
+    ap = argparse.ArgumentParser(description="The MLflow store: create it, repoint a copy, import run folders, link its runs tables.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("init", help="create the store and the experiments")
     p.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="experiment = <prefix><study> (default: the prefix of the preset whose results hold RUNS, else '')")
     i.add_argument("--tracking-uri", "--uri", dest="uri", default=None,
                    help="the store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
+    k = sub.add_parser("links", help="print each experiment's runs-table URL for `mlflow ui`")
+    k.add_argument("--uri", default=None, help="the store (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")
+    k.add_argument("--base", default="http://127.0.0.1:5000", help="where `mlflow ui` listens")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     uri = args.uri or default_tracking_uri()
@@ -63,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
         summary = import_runs(args.runs, args.experiment_prefix, uri, say=lambda line: print(line, file=sys.stderr))
         print(f"{summary.line()} ({args.runs} -> {uri})")
         return 1 if summary.failed else 0
+    if args.cmd == "links":
+        from asge.tracking_store import runs_table_links
+
+        links = runs_table_links(uri, args.base)
+        if not links:
+            print(f"no experiments in {uri}: train something first (make smoke)", file=sys.stderr)
+            return 1
+        width = max(len(name) for name, _ in links)
+        for name, url in links:
+            print(f"{name:<{width}}  {url}")
+        return 0
     if args.cmd == "relocate":
         from asge.tracking_store import relocate
 

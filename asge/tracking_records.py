@@ -91,6 +91,8 @@ def final_metrics(metrics: Metrics) -> dict[str, float]:
         # inference_layers counts readouts (BP: its one head), not conv blocks; named for what
         # it is here (T2 counts blocks and heads)
         put(f"inference_readouts.{s}", d.get("inference_layers"))
+    for s, acc in (metrics.get("val_acc_per_strategy") or {}).items():  # where a recipe is chosen
+        put(f"val_acc_strategy.{s}", acc)
     for name, acc in zip(metrics.get("readouts") or [], metrics.get("test_acc_per_readout") or []):
         put(f"test_acc_readout.{name}", acc)
     for k in COST_FIELDS:

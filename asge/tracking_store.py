@@ -155,6 +155,21 @@ def get_or_create_experiment(client: Any, name: str, uri: str) -> str:
     return retry(once, what=f"experiment {name!r}")
 
 
+def runs_table_url(base: str, experiment_id: str) -> str:
+    """The `mlflow ui` page of an experiment's runs table. MLflow 3 opens an experiment in its
+    GenAI view unless the URL says `workflowType=machine_learning`; a click on an experiment in
+    its list drops that parameter, so the README links here directly."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
+def runs_table_links(uri: str, base: str = "http://127.0.0.1:5000") -> list[tuple[str, str]]:
+    """(experiment name, runs-table URL) of every active experiment of the store but MLflow's Default."""
+    client = make_client(uri)
+    found = retry(client.search_experiments, max_results=1000)
+    return [(e.name, runs_table_url(base, e.experiment_id)) for e in sorted(found, key=lambda e: e.name)
+            if e.name != "Default"]
+
+
 def init_store(uri: str, experiments: list[str]) -> dict[str, str]:
     """Create the tracking store (tables of a new SQLite file) and the experiments."""
     client = make_client(uri)

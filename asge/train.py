@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="validate the config, print it and exit")
     ap.add_argument("--force", action="store_true",
                     help="retrain a finished run folder whose settings differ (deletes its checkpoint and metrics)")
+    ap.add_argument("--wait", action="store_true",
+                    help="if another process trains into --out, wait for it instead of refusing "
+                         "(also when $ASGE_WAIT_FOR_LOCK=1, as the workflow sets for its jobs)")
     args = ap.parse_args(argv)
     if args.request is None and not (args.method and args.dataset):
         ap.error("give --method and --dataset, or --request")
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from asge.data import DataError
     from asge.engine import NonFiniteLoss, Trainer
     from asge.runconfig import write_request
-    from asge.runfolder import CHECKPOINT, RunFileCorrupt, RunFolder, RunFolderBusy, RunFolderMismatch
+    from asge.runfolder import CHECKPOINT, CONFIG, RunFileCorrupt, RunFolder, RunFolderBusy, RunFolderMismatch
     from asge.runtime import DeviceError, Terminated, raise_on_sigterm
 
     folder = RunFolder(args.out)
@@ -82,8 +85,14 @@ def main(argv: list[str] | None = None) -> int:
                                         cfg=cfg))
     raise_on_sigterm()
     try:
-        with folder.lock():
+        with folder.lock(wait=args.wait or os.environ.get("ASGE_WAIT_FOR_LOCK") == "1"):
             if not folder.prepare(cfg, force=args.force):
+                # a job that waited for an orphan finds its run finished, but Snakemake deleted the
+                # job's outputs before it started: put back the two that the orphan wrote at its start
+                if request is not None and not folder.path("request.yaml").exists():
+                    write_request(folder.path("request.yaml"), request)
+                if not folder.path(CONFIG).exists():
+                    folder.write_config(cfg)
                 print(f"{folder.path('metrics.json')} exists: this run is finished with these settings",
                       file=sys.stderr)
                 return 0

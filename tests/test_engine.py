@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import shutil
 
@@ -27,9 +28,12 @@ def cfg_for(data_root, *extra, method="asge"):
     return resolve(method, "mnist", overrides=[*TINY, f"data_root={data_root}", "data_mirrors=[]", "offline=true", *extra])
 
 
-def test_run_folder_is_complete(data_root, tmp_path):
+def test_run_folder_is_complete(data_root, tmp_path, caplog):
     out = tmp_path / "run"
-    metrics = Trainer(cfg_for(data_root), out).run()
+    with caplog.at_level(logging.INFO, logger="asge"):
+        metrics = Trainer(cfg_for(data_root), out).run()
+    # the final evaluation is a step of its own in the log, not a silence after the last epoch
+    assert [m for m in caplog.messages if m.startswith("final evaluation")][-1].startswith("final evaluation done in")
     for name in ("config.yaml", "history.csv", "metrics.json", CHECKPOINT, "diagnostics.pt"):
         assert (out / name).is_file(), name
     hist = pd.read_csv(out / "history.csv")

@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import stat
+import threading
+import time
 
 import pandas as pd
 import pytest
@@ -107,6 +109,34 @@ def test_a_second_process_on_the_same_folder_is_refused(data_root, tmp_path, cap
         assert train(data_root, out) == 2
     assert "another process is training" in capsys.readouterr().err
     assert not (out / "metrics.json").exists()
+
+
+def test_a_workflow_job_waits_for_an_orphan_and_puts_back_what_snakemake_deleted(data_root, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """After `snakemake --unlock` a rerun job can start beside an orphaned one of the same folder;
+    Snakemake has deleted the job's outputs first. The job waits for the orphan, then finds the
+    run finished and writes the config back, so no finished folder lacks its config.yaml."""
+    out = tmp_path / "run"
+    assert train(data_root, out) == 0  # what the orphan will have finished
+    (out / "config.yaml").unlink()
+    monkeypatch.setenv("ASGE_WAIT_FOR_LOCK", "1")  # as the workflow sets for its jobs
+    release, held = threading.Event(), threading.Event()
+
+    def orphan():
+        with RunFolder(out).lock():
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=orphan)
+    thread.start()
+    held.wait(30)
+    threading.Timer(1.0, release.set).start()
+    started = time.monotonic()
+    assert train(data_root, out) == 0
+    assert time.monotonic() - started >= 0.9  # it waited instead of failing
+    thread.join()
+    assert load_yaml(out / "config.yaml")["method"] == "asge"
+    assert "finished with these settings" in capsys.readouterr().err
 
 
 def test_written_files_are_readable_by_group_and_world(data_root, tmp_path):

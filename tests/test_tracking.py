@@ -49,7 +49,8 @@ def write_run_dir(out: Path, epochs: int, cfg: dict) -> dict:
                "test_acc_per_readout": [0.7, 0.8, 0.85], "params_total": 1234, "params_trainable": 1000,
                "train_time_s": 4.5, "peak_train_memory_bytes": None, "hardware": {"device": "cpu", "threads": "1"},
                "strategies": {"fusion": {"acc": 0.9, "inference_params": 1234, "inference_memory_bytes": 4096},
-                              "last": {"acc": 0.85, "inference_params": 1200, "inference_memory_bytes": 4000}}}
+                              "last": {"acc": 0.85, "inference_params": 1200, "inference_memory_bytes": 4000}},
+               "val_acc_per_strategy": {"fusion": 0.88, "last": 0.83}}
     (out / "metrics.json").write_text(json.dumps(metrics))
     return metrics
 
@@ -118,6 +119,7 @@ def test_logs_params_tags_metrics_and_artifacts(store, tmp_path):
     assert run.data.metrics["test_acc.last"] == pytest.approx(0.85)
     assert run.data.metrics["inference_params.fusion"] == 1234
     assert run.data.metrics["test_acc_readout.layer2"] == pytest.approx(0.8)
+    assert run.data.metrics["val_acc_strategy.fusion"] == pytest.approx(0.88)
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "history.csv", "metrics.json", "plots"} <= arts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/curves.png"]
@@ -347,3 +349,18 @@ def test_new_store_without_init(tmp_path):
     for p in procs:
         p.join(120)
     assert [p.exitcode for p in procs] == [0] * 3
+
+
+def test_links_print_each_experiments_runs_table(store, capsys):
+    """The README's MLflow step: one runs-table URL per experiment, in the model-training view."""
+    from asge.tracking import main
+
+    uri, client = store
+    init_store(uri, ["smoke-ablations"])
+    assert main(["links", "--uri", uri, "--base", "http://127.0.0.1:5000"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ids = {e.name: e.experiment_id for e in client.search_experiments()}
+    assert [line.split()[0] for line in lines] == ["main", "smoke-ablations"]  # not MLflow's Default
+    for line in lines:
+        name, url = line.split()
+        assert url == f"http://127.0.0.1:5000/#/experiments/{ids[name]}?workflowType=machine_learning"

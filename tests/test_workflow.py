@@ -253,6 +253,23 @@ def test_budget_table_and_figure_against_a_shorter_study(tiny, tmp_path):
     assert asge["short_gap"] == pytest.approx(asge["converged_gap"])
 
 
+def test_a_failed_rebuild_keeps_the_previous_tables_and_figures(tiny, tmp_path):
+    """A corrupt metrics.json fails the rebuild with the file named; Snakemake puts the previous
+    (committed) runs table, tables and figures back instead of deleting them (`update()` outputs)."""
+    tiny_work, data = tiny
+    work = tmp_path / "repo"
+    shutil.copytree(tiny_work, work, ignore=shutil.ignore_patterns(".snakemake"))
+    out_dir = work / "results" / "tiny"
+    kept = {p: p.read_bytes() for d in ("tables", "figures") for p in (out_dir / d).iterdir()}
+    metrics = out_dir / "runs" / "main" / "asge-mnist-s0" / "metrics.json"
+    metrics.write_text(metrics.read_text()[:40])  # truncated, and newer than every table
+    proc = snakemake(work, data, "--keep-going")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "asge-mnist-s0/metrics.json" in out, out[-3000:]
+    assert "Restored previous version" in out and "Removing output files of failed job" not in out, out[-3000:]
+    assert {p: p.read_bytes() for p in kept if p.exists()} == kept  # every file back, byte for byte
+
+
 def test_lint_is_clean(tiny):
     out = check(snakemake(*tiny, "--lint"))
     assert "Congratulations, your workflow is in a good condition!" in out, out[-3000:]

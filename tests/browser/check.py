@@ -8,8 +8,9 @@ Not part of the default test run (it needs a browser and a finished workflow). I
 2. builds the preset's report (`snakemake --report`) unless --report names one, unpacks it,
    loads its landing page and every table in it, and fails if a table has no data row or the
    landing page lacks the report categories;
-3. starts `mlflow ui` on 127.0.0.1 (a free port, telemetry off) on the store, loads the runs
-   table of `<prefix>main` (model-training view) and the compare view of an ASGE and a BP run,
+3. starts `mlflow ui` on 127.0.0.1 (a free port, telemetry off) on the store, opens the runs
+   table of `<prefix>main` at the URL that the README's `python -m asge.tracking links` prints
+   (fresh profile: nothing stored in the browser), then the compare view of an ASGE and a BP run,
    and fails if the runs table or the compare view does not list the runs;
 4. saves a screenshot of each page under --out (default results/<preset>/browser/) and, with
    --docs-shot FILE, copies the compare view there.
@@ -35,6 +36,8 @@ import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
+
+from asge.tracking_store import runs_table_links
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -160,7 +163,8 @@ def check_mlflow(browser: str, store: str, experiment: str, pair: tuple[str, str
         by_name = {r["info"]["run_name"]: r["info"]["run_id"] for r in runs}
         if not by_name:
             raise CheckFailed(f"experiment {experiment!r} has no current run")
-        table_url = f"{base}/#/experiments/{exp['experiment_id']}?workflowType=machine_learning"
+        # the README's step: the URL that `python -m asge.tracking links` prints for the experiment
+        table_url = dict(runs_table_links(store, base))[experiment]
         dom = browse(browser, table_url, out / "mlflow_runs.png", wait_ms=25000)
         listed = [n for n in by_name if n in dom]
         if not listed:

@@ -5,9 +5,10 @@ rule aggregate:
     input:
         unpack(aggregate_inputs),
     output:
-        table=results("tables", "runs.csv"),
+        # update(): a failed rebuild puts the previous files back instead of deleting them
+        table=update(results("tables", "runs.csv")),
         html=report(
-            results("tables", "runs.html"),
+            update(results("tables", "runs.html")),
             caption="../report/runs.rst",
             category="Tables",
             labels={"table": "Every run (tidy)"},

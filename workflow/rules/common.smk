@@ -58,7 +58,7 @@ def checked_config(config, schema_path):
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is None:
         return
-    where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
     hint = ""
     if error.validator == "additionalProperties":
         known = error.schema.get("properties", {})
@@ -100,8 +100,12 @@ def setup_environment(config):
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
         os.environ.update(PATH=os.pathsep.join([bindir, os.environ.get("PATH", "")]))
     host = {k: config[k] for k in HOST_KEYS if config.get(k) is not None}
+    # ASGE_WAIT_FOR_LOCK: a job started beside an orphaned one of the same run folder (after
+    # `snakemake --unlock`) waits for it instead of failing, which would make Snakemake delete
+    # the folder's outputs (an environment variable, not a flag: a changed shell command would
+    # make Snakemake retrain every finished run)
     os.environ.update(MLFLOW_TRACKING_URI=tracking_uri(config), MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
-                      OMP_WAIT_POLICY="PASSIVE", **{RUNTIME_ENV: json.dumps(host, sort_keys=True)})
+                      OMP_WAIT_POLICY="PASSIVE", ASGE_WAIT_FOR_LOCK="1", **{RUNTIME_ENV: json.dumps(host, sort_keys=True)})
 
 
 def tracking_uri(config):

@@ -1,6 +1,7 @@
 # Figures 1, 3 and 4 of the paper, one accuracy-per-epoch figure per data set and a cost figure,
 # redrawn from the run folders (PNG for the report, PDF for papers): one `figure` rule, the
 # figures, their inputs, report categories and labels in common.smk (FIGURES, figure_inputs).
+# update(): a failed rebuild puts the previous files back instead of deleting them.
 
 
 rule figure:
@@ -8,13 +9,13 @@ rule figure:
         unpack(figure_inputs),
     output:
         png=report(
-            figure_file("{figure}", "png"),
+            update(figure_file("{figure}", "png")),
             # renders params.caption, the text of the figure's workflow/report/<stem>.rst
             caption="../report/figure.rst",
             category=lambda wildcards: figure_spec(wildcards.figure)[2],
             labels=figure_labels,
         ),
-        pdf=figure_file("{figure}", "pdf"),
+        pdf=update(figure_file("{figure}", "pdf")),
     log:
         results("logs", "figures", "{figure}.log"),
     wildcard_constraints:

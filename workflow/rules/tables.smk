@@ -2,17 +2,19 @@
 # labels in common.smk's TABLES), T7 from the model builders (no training). Each table is
 # written as Markdown, LaTeX (booktabs), CSV (raw numbers) and HTML; the HTML version is the
 # report item, because the report renders HTML in place and only offers a CSV for download.
+# Outputs are `update()`: Snakemake keeps the previous (committed) files while a job runs and
+# puts them back when it fails, instead of deleting them (issue #28).
 
 
 rule table:
     input:
         unpack(table_inputs),
     output:
-        md=table_file("{table}", "md"),
-        tex=table_file("{table}", "tex"),
-        csv=table_file("{table}", "csv"),
+        md=update(table_file("{table}", "md")),
+        tex=update(table_file("{table}", "tex")),
+        csv=update(table_file("{table}", "csv")),
         html=report(
-            table_file("{table}", "html"),
+            update(table_file("{table}", "html")),
             # one caption file for every table: it renders params.caption, the text of
             # workflow/report/{table}.rst (a report caption path takes no wildcards)
             caption="../report/table.rst",
@@ -46,11 +48,11 @@ rule table:
 
 rule channel_scaling:
     output:
-        md=results("tables", "T7_channel_scaling.md"),
-        tex=results("tables", "T7_channel_scaling.tex"),
-        csv=results("tables", "T7_channel_scaling.csv"),
+        md=update(results("tables", "T7_channel_scaling.md")),
+        tex=update(results("tables", "T7_channel_scaling.tex")),
+        csv=update(results("tables", "T7_channel_scaling.csv")),
         html=report(
-            results("tables", "T7_channel_scaling.html"),
+            update(results("tables", "T7_channel_scaling.html")),
             caption="../report/T7_channel_scaling.rst",
             category="Cost",
             labels={"table": "T7. Channel scaling"},
