@@ -1,6 +1,6 @@
 """The paper's figures, redrawn from this suite's run folders (PNG and PDF, matplotlib Agg).
 
-fig1: FF per-layer positive / negative accuracy per epoch (G > θ for positives, G < θ for
+fig1: FF per-layer positive / negative separation rate per epoch (G > θ for positives, G < θ for
       negatives; chance 50 %), on training batches and, where history.csv has them, on the
       validation split (train_pos_acc / val_pos_acc; older runs: pos_acc / neg_acc).
 fig3: ASGE per-layer class accuracy per epoch, training left, validation right (chance 1/N).
@@ -88,7 +88,8 @@ def epoch_axis(ax: plt.Axes, last_epoch: float) -> None:
 
 
 def per_layer_panels(history: pd.DataFrame, layers: Sequence[str], panels: Sequence[tuple[str, str]], chance: float,
-                     chance_label: str, suptitle: str, ncols: int = 2) -> tuple[plt.Figure, list[str]]:
+                     chance_label: str, suptitle: str, ncols: int = 2,
+                     ylabel: str = "accuracy (%)") -> tuple[plt.Figure, list[str]]:
     """One panel per (column, title): accuracy per epoch of every layer in `layers`, the
     paper's layers solid, the others dashed; the chance level as a grey line. Returns the
     figure and the layers drawn."""
@@ -116,7 +117,7 @@ def per_layer_panels(history: pd.DataFrame, layers: Sequence[str], panels: Seque
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel(ylabel)
     y_limits(axes.flat[0], values, chance)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.9), fontsize=8, frameon=False)
@@ -154,8 +155,10 @@ def fig1(history_csv: str, png: str, pdf: str) -> list[str]:
                 panels.append((col, f"{split}: {title}  [{col}]"))
     if not any(c.endswith("pos_acc") for c, _ in panels):
         raise ValueError(f"{history_csv} lacks FF's positive/negative columns {FF_COLUMNS[('train', 'pos')]}")
+    # what FF's layers are trained on: telling positive from negative samples, not classes
     fig, drawn = per_layer_panels(h, net_layers(readouts_of(run, h)), panels, 50.0, "chance (50 %)",
-                                  f"FF: per-layer positive / negative accuracy — {run_label(run)}")
+                                  f"FF: per-layer positive / negative separation — {run_label(run)}",
+                                  ylabel="pos./neg. separation rate (%)")
     save(fig, png, pdf)
     return drawn
 
