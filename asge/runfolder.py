@@ -157,12 +157,22 @@ class RunFolder:
         started beside an orphaned one, e.g. after `snakemake --unlock`, waits for it instead of
         failing, which would make Snakemake delete the folder's outputs). Under torchrun only
         rank 0 takes it: the ranks of one run share the folder by design."""
-        import fcntl
-
         if int(os.environ.get("RANK", "0")) != 0:
             yield
             return
+        created = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            yield from self._locked(wait)
+        finally:
+            # a run that failed in setup (missing data, bad device) leaves no folder holding only .lock
+            if created and [p.name for p in self.out.iterdir()] == [LOCK]:
+                self.path(LOCK).unlink(missing_ok=True)
+                self.out.rmdir()
+
+    def _locked(self, wait: bool) -> Iterator[None]:
+        import fcntl
+
         with open(self.path(LOCK), "w") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -80,7 +80,7 @@ def test_missing_data_offline_is_one_clear_error(tmp_path):
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert "mnist" in res.stderr.lower() and str(tmp_path) in res.stderr
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert not (tmp_path / "run").exists()  # no folder left behind holding only its .lock
 
 
 def test_atomic_write_never_leaves_a_partial_file(tmp_path):
