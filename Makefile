@@ -1,4 +1,4 @@
-# Two entry points (see README): `make smoke` runs the workflow's smoke preset, `make test` the tests.
+# Two entry points (see README): `make smoke` runs the workflow's smoke preset, `make test` ruff and the tests.
 # Both create the virtual environment first if it is missing or older than pyproject.toml.
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -17,6 +17,7 @@ smoke: $(VENV)/.installed
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/snakemake --cores $(CORES) --config preset=smoke
 
 test: $(VENV)/.installed
+	$(BIN)/ruff check .
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q
 
 test-all: $(VENV)/.installed
@@ -30,6 +31,7 @@ test-slurm: $(VENV)/.installed
 	status=$$?; tests/slurm/down.sh; exit $$status
 
 lint: $(VENV)/.installed
+	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
 
 # Headless Chromium over the Snakemake report and the MLflow UI of a finished preset

@@ -7,7 +7,7 @@
 #   snakemake --report report.zip                 # tables and figures with captions
 #
 # Layout as in the snakemake-workflows catalogue: rules in workflow/rules/*.smk, helpers only
-# in workflow/rules/common.smk (the SLURM ones in common_slurm.smk), scripts in workflow/scripts/. See docs/workflow.md.
+# in workflow/rules/common.smk (configuration in common_config.smk, SLURM in common_slurm.smk), scripts in workflow/scripts/. See docs/workflow.md.
 
 from snakemake.utils import min_version, validate
 
@@ -15,6 +15,7 @@ min_version("9.0")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/common_config.smk"
 include: "workflow/rules/common_slurm.smk"
 
 

@@ -40,6 +40,12 @@ class ASGE(LayerLocalMethod):
     display_name = "ASGE"
     keys = ASGE_KEYS
 
+    @classmethod
+    def inference_structure(cls, strategy: str, readouts_used: int, cfg: Mapping[str, Any]) -> tuple[int, int]:
+        """The blocks up to the readout used; one fixed projection per readout used (Fusion: every
+        readout from `fusion_from` on)."""
+        return readouts_used, (readouts_used - int(cfg.get("fusion_from") or 1) + 1) if strategy == "fusion" else 1
+
     def __init__(self, cfg: Mapping[str, Any], info: Any) -> None:
         super().__init__(cfg, info)
         self.blocks, sizes = build_blocks(cfg, info.in_channels, info.image_size)

@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Ratios (×ref) are to {args.reference}.",
         "",
-        "| method | params (M) | train img/s | ×ref | eval img/s | ×ref | saved act. peak (MiB) | ×ref | saved act. total (MiB) | peak CUDA (MiB) |",
+        "| method | params (M) | train img/s | ×ref | eval img/s | ×ref | saved act. peak (MiB) | ×ref "
+        "| saved act. total (MiB) | peak CUDA (MiB) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, r in rows.items():

@@ -19,8 +19,8 @@ from asge import distributed
 from asge.checkpoint import load_checkpoint, save_checkpoint
 from asge.evaluate import inference_memory, strategy_accuracy, validation_stats
 from asge.method import Method
-from asge.progress import EpochProgress
 from asge.methods import create_method
+from asge.progress import EpochProgress
 from asge.runconfig import result_digest
 from asge.runfolder import CHECKPOINT, Metrics, RunFolder
 from asge.runtime import hardware_info, rng_state, select_device, set_rng_state, setup_runtime, switch_on

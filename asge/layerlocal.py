@@ -28,6 +28,7 @@ class LayerLocalMethod(Method):
 
     layer_local = True
     strategies: tuple[str, ...] = ("fusion", "last", "best")
+    strategy_names = {"fusion": "Fusion", "last": "Last", "best": "Best"}
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:

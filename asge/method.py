@@ -45,6 +45,10 @@ class Method(nn.Module):
     layer_local: bool = False
     #: prediction strategies this method supports; the first is its headline number
     strategies: tuple[str, ...] = ("last",)
+    #: how tables and figures name each strategy (a missing one: the key, capitalised)
+    strategy_names: dict[str, str] = {"last": "Last", "best": "Best"}
+    #: the strategies its paper reports, primary first: the budget figure draws each
+    headline_strategies: tuple[str, ...] = ()
     #: history column of the per-readout training accuracy (FF: its positive/negative
     #: separation rate, chance 50 %, is not a class accuracy and is named apart)
     train_acc_name: str = "train_acc"
@@ -53,6 +57,21 @@ class Method(nn.Module):
         super().__init__()
         self.cfg = dict(cfg)
         self.info = info
+
+    # --- facts the tables and figures read (the workflow knows no method by name) -----
+    @classmethod
+    def strategy_name(cls, strategy: str) -> str:
+        return cls.strategy_names.get(strategy, strategy.capitalize())
+
+    @classmethod
+    def shown_strategies(cls) -> tuple[str, ...]:
+        return cls.headline_strategies or cls.strategies[:1]
+
+    @classmethod
+    def inference_structure(cls, strategy: str, readouts_used: int, cfg: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        """(conv blocks, heads) that `strategy` runs at inference, given how many readouts it uses
+        (metrics.json's `inference_layers`); None where the method cannot say (the default)."""
+        return readouts_used, None
 
     # --- configuration -------------------------------------------------------------
     @classmethod

@@ -28,11 +28,19 @@ import logging
 import sys
 from pathlib import Path
 
-# tracking_store first: it switches MLflow's telemetry off before anything imports mlflow
-from asge.tracking_store import (default_tracking_uri, get_or_create_experiment, init_store, is_transient,  # noqa: F401
-                                 make_client, retry, sqlite_path)
-from asge.tracking_records import epoch_metrics, final_metrics, param_items  # noqa: F401
 from asge.tracking_callback import MLflowCallback  # noqa: F401
+from asge.tracking_records import epoch_metrics, final_metrics, param_items  # noqa: F401
+
+# tracking_store first: it switches MLflow's telemetry off before anything imports mlflow
+from asge.tracking_store import (  # noqa: F401
+    default_tracking_uri,
+    get_or_create_experiment,
+    init_store,
+    is_transient,
+    make_client,
+    retry,
+    sqlite_path,
+)
 
 __all__ = ["MLflowCallback", "default_tracking_uri", "epoch_metrics", "final_metrics", "init_store", "is_transient",
            "main", "param_items", "retry"]
@@ -41,7 +49,8 @@ __all__ = ["MLflowCallback", "default_tracking_uri", "epoch_metrics", "final_met
 def main(argv: list[str] | None = None) -> int:
     """`init`: create the store and experiments; `relocate`: repoint a copied store's artifacts;
     `import`: load finished run folders into the store; `links`: the runs-table URLs."""
-    ap = argparse.ArgumentParser(description="The MLflow store: create it, repoint a copy, import run folders, link its runs tables.")
+    ap = argparse.ArgumentParser(
+        description="The MLflow store: create it, repoint a copy, import run folders, link its runs tables.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("init", help="create the store and the experiments")
     p.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db)")

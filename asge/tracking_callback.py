@@ -29,8 +29,18 @@ from typing import Any, Iterable, Mapping
 
 from asge.runfolder import CONFIG, HISTORY, METRICS, Metrics
 from asge.runtime import Terminated
-from asge.tracking_records import (TAG, epoch_metrics, error_text, final_metrics, final_tags, metrics_digest,
-                                   param_items, result_digest, run_tags, summary_metrics)
+from asge.tracking_records import (
+    TAG,
+    epoch_metrics,
+    error_text,
+    final_metrics,
+    final_tags,
+    metrics_digest,
+    param_items,
+    result_digest,
+    run_tags,
+    summary_metrics,
+)
 from asge.tracking_store import default_tracking_uri, get_or_create_experiment, make_client, retry
 
 log = logging.getLogger("asge.tracking")

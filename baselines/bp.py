@@ -31,6 +31,11 @@ class Backprop(Method):
     strategies = ("last",)
 
     @classmethod
+    def inference_structure(cls, strategy: str, readouts_used: int, cfg: Mapping[str, Any]) -> tuple[int | None, int]:
+        """Every conv block and the linear head (its one readout)."""
+        return len(cfg.get("channels") or []) or None, 1
+
+    @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:
         check_backbone(cfg)
 

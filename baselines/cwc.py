@@ -134,14 +134,19 @@ class CwCFF(LayerLocalMethod):
     display_name = "CwC-FF"
     keys = CWC_KEYS
     strategies = ("ga", "sf")
+    strategy_names = {"ga": "GA", "sf": "Sf"}
+    headline_strategies = ("ga", "sf")  # the CwC-FF paper reports both predictors
+
+    @classmethod
+    def inference_structure(cls, strategy: str, readouts_used: int, cfg: Mapping[str, Any]) -> tuple[int | None, int]:
+        """Every conv block; GA reads the last block's class goodness (no head), Sf adds its softmax head."""
+        return len(cfg.get("channels") or []) or None, 1 if strategy == "sf" else 0
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        from asge.data.catalog import DATASETS
+
         n_cls = c_in = None
-        try:
-            from asge.data.catalog import DATASETS
-        except ImportError:  # the data layer is optional here; __init__ repeats the checks with the real info
-            DATASETS = {}
         if cfg.get("dataset") in DATASETS:
             n_cls, c_in = DATASETS[cfg["dataset"]].num_classes, DATASETS[cfg["dataset"]].in_channels
         check_architecture(cfg, n_cls, c_in)

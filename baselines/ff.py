@@ -109,6 +109,11 @@ class ForwardForward(LayerLocalMethod):
     train_acc_name = "train_posneg_acc"
 
     @classmethod
+    def inference_structure(cls, strategy: str, readouts_used: int, cfg: Mapping[str, Any]) -> tuple[int, int]:
+        """The blocks up to the readout used, no head: goodness is compared across N label passes."""
+        return readouts_used, 0
+
+    @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:
         if cfg.get("dataset") == "imagenet":
             raise ConfigError(

@@ -456,7 +456,7 @@ def test_bp_learns_a_fixed_batch_end_to_end():
 def test_bpvgg_is_a_conventional_vgg_trained_end_to_end():
     cfg = resolve_config("bpvgg", "cifar10", [{"channels": [8, 8, 16], "pool_layers": [2, 3]}], method_class("bpvgg"))
     m = create_method("bpvgg", cfg, INFO10)
-    kinds = [[type(l).__name__ for l in blk] for blk in m.blocks]
+    kinds = [[type(layer).__name__ for layer in blk] for blk in m.blocks]
     assert kinds == [["Conv2d", "BatchNorm2d", "ReLU"], ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"],
                      ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]]
     x, y = batch(8)

@@ -11,8 +11,7 @@ import pytest
 import torch
 from torchvision.io import encode_jpeg, encode_png
 
-from asge.data import DATASETS, DataError, build_data, dataset_info, per_class_subset, split_indices
-from asge.data import sources
+from asge.data import DATASETS, DataError, build_data, dataset_info, per_class_subset, sources, split_indices
 from asge.data.device_loader import DeviceLoader, epoch_shard
 from tests.fakedata import write_idx
 

@@ -14,11 +14,11 @@ import torch
 
 from asge import bench
 from asge.config import ConfigError, resolve_config
-from asge.runconfig import result_digest as config_hash
 from asge.engine import Trainer, _split_compile_time
 from asge.methods import list_methods, method_class
-from asge.runtime import auto_size, switch_on
 from asge.runconfig import resolve
+from asge.runconfig import result_digest as config_hash
+from asge.runtime import auto_size, switch_on
 from tests.fakedata import write_mnist
 
 TINY = ["val_size=200", "batch_size=20", "eval_batch_size=200", "deterministic=true", "threads=1", "epochs=1",
@@ -28,11 +28,14 @@ DEFAULT_ARCH = ["channels=[8, 16]", "pool_layers=[1, 2]"]
 
 # How far a switched-on run may land from the fp32 run after one epoch (60 steps), per readout:
 # (test accuracy, absolute; training loss, relative). channels_last and compile compute the same
-# float32 math in another order, so they agree closely. bf16 keeps 8 mantissa bits: after 60
-# steps of slightly different updates the training loss agreed within 2.1 % and test accuracy
-# (200 images) within 0.11 over every method and two seeds, while two fp32 seeds differ by up to
-# 0.17; 0.15 and 5 % catch a broken bf16 path (chance-level accuracy, diverging loss), not noise.
-TOLERANCE = {"channels_last": (0.02, 0.01), "compile": (0.02, 0.01), "amp": (0.15, 0.05)}
+# float32 math in another order, so they agree closely: within 0.02 on an AVX2 CPU, but CwC-FF's
+# channels_last landed 0.04 (8 of 200 images) from fp32 on an AVX-512 Xeon, whose kernels sum in
+# another order; 0.06 still fails a broken path (the fp32 runs land above 0.2, chance is 0.1).
+# bf16 keeps 8 mantissa bits: after 60 steps of slightly different updates the training loss
+# agreed within 2.1 % and test accuracy (200 images) within 0.11 over every method and two seeds,
+# while two fp32 seeds differ by up to 0.17; 0.15 and 5 % catch a broken bf16 path (chance-level
+# accuracy, diverging loss), not noise.
+TOLERANCE = {"channels_last": (0.06, 0.01), "compile": (0.06, 0.01), "amp": (0.15, 0.05)}
 
 
 @pytest.fixture(scope="module")

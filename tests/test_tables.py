@@ -18,7 +18,6 @@ import aggregate  # noqa: E402
 import figures  # noqa: E402
 import tables  # noqa: E402
 import wfutil  # noqa: E402
-
 from asge.runfolder import COST_FIELDS, hardware_label  # noqa: E402
 
 CFG = {"preset": "t", "methods": ["asge", "bp"], "datasets": ["mnist", "cifar10"], "not_run": [],
@@ -274,7 +273,8 @@ def test_t10_gives_the_gap_to_bp_at_both_budgets():
     assert asge["short_gap_n"] == 2 and asge["converged_epochs"] == "20" and asge["short_epochs"] == "2"
     row = t10.show.set_index("Method").loc["ASGE"]
     assert row["Gap change (pp)"] == "+4.00" and row["Converged − reported"] == "-1.65"
-    assert row["Converged: − BP (pp, 95 % CI t)"].startswith("-0.50 [") and row["Converged: − BP (pp, 95 % CI t)"].endswith("(n=2)")
+    gap = row["Converged: − BP (pp, 95 % CI t)"]
+    assert gap.startswith("-0.50 [") and gap.endswith("(n=2)")
     assert t10.show.set_index("Method").loc["BP", "Converged: − BP (pp, 95 % CI t)"] == "–"
 
 

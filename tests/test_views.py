@@ -25,7 +25,6 @@ sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 import figures  # noqa: E402
 import tables  # noqa: E402
-
 from asge.progress import EpochProgress  # noqa: E402
 
 

@@ -270,6 +270,21 @@ def test_a_failed_rebuild_keeps_the_previous_tables_and_figures(tiny, tmp_path):
     assert {p: p.read_bytes() for p in kept if p.exists()} == kept  # every file back, byte for byte
 
 
+def test_finished_only_builds_a_study_in_progress_without_training(tiny, tmp_path):
+    """`finished_only=true`: the tables and figures of the runs that finished, no train job for the
+    one that did not, and a note in every table that says why a cell may be empty."""
+    tiny_work, data = tiny
+    work = tmp_path / "repo"
+    shutil.copytree(tiny_work, work, ignore=shutil.ignore_patterns(".snakemake"))
+    out_dir = work / "results" / "tiny"
+    (out_dir / "runs" / "main" / "cwc-mnist-s0" / "metrics.json").unlink()  # "still training"
+    out = check(snakemake(work, data, config=("finished_only=true",)))
+    assert "rule train:" not in out, out[-3000:]
+    runs = pd.read_csv(out_dir / "tables" / "runs.csv")
+    assert "cwc-mnist-s0" not in set(runs["run"]) and "cwc-fashionmnist-s0" in set(runs["run"])
+    assert "finished_only: true" in (out_dir / "tables" / "T1_main.md").read_text()
+
+
 def test_lint_is_clean(tiny):
     out = check(snakemake(*tiny, "--lint"))
     assert "Congratulations, your workflow is in a good condition!" in out, out[-3000:]

@@ -30,7 +30,7 @@ rule table:
             **{
                 k: config.get(k)
                 for k in ("preset", "methods", "datasets", "seeds", "not_run", "ablations", "reported",
-                          "budget_reference")
+                          "budget_reference", "finished_only")
             },
             # the paper-scale settings, against which T1 decides where a difference to a
             # reported number is meaningful

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from asge.atomic import write_csv
+from asge.methods import method_class
 from asge.runfolder import COST_FIELDS, HISTORY, hardware_label, read_config, read_metrics
 
 #: epochs over which a converged run's best validation accuracy must stop rising (issue #26)
@@ -28,32 +29,14 @@ CONFIG_COLUMNS = ("pooling", "alpha", "width", "channels", "pool_layers", "lr", 
 
 
 def inference_structure(method: str, strategy: str, layers_run: Any, cfg: dict[str, Any]) -> tuple[Any, Any]:
-    """(conv blocks, heads) that `strategy` runs at inference. The engine's `inference_layers`
-    counts readouts (BP's one head, CwC-FF's layers plus its Sf head), not blocks, so the
-    blocks are counted here from the architecture:
-
-    - BP: every conv block and its linear head;
-    - CwC-FF: every conv block; GA reads the last block's class goodness (no head), Sf adds
-      the softmax head;
-    - ASGE: the blocks up to the readout used; one fixed projection per readout used (Fusion:
-      every readout from fusion_from on);
-    - FF: the blocks up to the readout used, no head (goodness is compared across N label
-      passes).
-    """
-    n_conv = len(cfg.get("channels") or []) or None
+    """(conv blocks, heads) that `strategy` runs at inference: the method class says
+    (`Method.inference_structure`); metrics.json's `inference_layers` counts readouts (BP's one
+    head, CwC-FF's layers plus its Sf head), not blocks. An unknown method fails loudly."""
     try:
         run = int(layers_run)
     except (TypeError, ValueError):
         return None, None
-    if method in ("bp", "bpvgg"):
-        return n_conv, 1
-    if method == "cwc":
-        return n_conv, 1 if strategy == "sf" else 0
-    if method == "asge":
-        return run, (run - int(cfg.get("fusion_from") or 1) + 1) if strategy == "fusion" else 1
-    if method == "ff":
-        return run, 0
-    return run, None
+    return method_class(method).inference_structure(strategy, run, cfg)
 
 
 def validation_curve(run_dir: Path) -> dict[str, Any]:
@@ -139,9 +122,8 @@ def display(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_snakemake(snakemake: Any) -> None:
-    from wfutil import setup_logging, to_html
-
     from asge.atomic import write_text
+    from wfutil import setup_logging, to_html
 
     log = setup_logging(snakemake)
     plan = {(p["study"], p["run"]): p for p in snakemake.params.plan}

@@ -91,11 +91,10 @@ def build(dataset: str, classes: list[int]) -> pd.DataFrame:
 
 
 def show(df: pd.DataFrame) -> pd.DataFrame:
-    from wfutil import human_int
+    from wfutil import human_int, method_name
 
-    names = {"asge": "ASGE", "cwc": "CwC-FF"}
     return pd.DataFrame({
-        "Method": [f"{names[m]} ({v})" for m, v in zip(df["method"], df["variant"])],
+        "Method": [f"{method_name(m)} ({v})" for m, v in zip(df["method"], df["variant"])],
         "Classes N": df["classes"],
         "Conv channels": [str(c) for c in df["channels"]],
         "Trainable params": [human_int(v) for v in df["params_trainable"]],

@@ -26,15 +26,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from wfutil import dataset_classes, dataset_name, method_name  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from asge.atomic import atomic_write  # noqa: E402
 from asge.runfolder import hardware_label, read_config, read_metrics  # noqa: E402
+from wfutil import dataset_classes, dataset_name, method_name, strategy_name  # noqa: E402
 
-STRATEGY_NAMES = {"fusion": "Fusion", "last": "Last", "best": "Best", "ga": "GA", "sf": "Sf"}
 #: FF's positive / negative accuracy columns, newest spelling first
 FF_COLUMNS = {("train", "pos"): ("train_pos_acc", "pos_acc"), ("train", "neg"): ("train_neg_acc", "neg_acc"),
               ("validation", "pos"): ("val_pos_acc",), ("validation", "neg"): ("val_neg_acc",)}
@@ -282,7 +281,7 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
         curve = pd.concat(curves, axis=1)
         mean = curve.mean(axis=1)
         ro_text = "/".join(sorted(r.replace("layer", "layer ") for r in readouts if r))
-        label = f"{name}: {STRATEGY_NAMES.get(strategy, strategy)} Pred ({ro_text}) (n={len(items)})"
+        label = f"{name}: {strategy_name(method, strategy)} Pred ({ro_text}) (n={len(items)})"
         ax.plot(mean.index, mean.to_numpy(), color=color, marker="o", ms=3, label=label + " — val. line, test ★")
         if len(items) > 1:
             ax.fill_between(mean.index, curve.min(axis=1), curve.max(axis=1), color=color, alpha=0.15)
@@ -296,7 +295,7 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
         if primaries:
             p_mean = float(np.mean(primaries))
             ax.plot([x_end + 0.2], [p_mean], marker="D", ms=7, mfc="none", mec=color, mew=1.6, linestyle="none",
-                    label=f"{name}: {STRATEGY_NAMES.get(primary, primary)} Pred (primary), test only ◇")
+                    label=f"{name}: {strategy_name(method, primary)} Pred (primary), test only ◇")
             info["diamond"] = p_mean
             values += primaries
         shown[method] = info
@@ -346,7 +345,7 @@ def fig_cost(runs_csv: str, png: str, pdf: str, order: Sequence[str] = ()) -> pd
     ax_t.grid(alpha=0.3, axis="y")
     first = stats[stats["dataset"] == datasets[0]].set_index("method").reindex(methods)
     ax_p.bar(x, first["params"].to_numpy(dtype=float), color=[f"C{i}" for i in range(len(methods))])
-    ax_p.set_xticks(x, [f"{method_name(m)}\n{STRATEGY_NAMES.get(s, s)} Pred" for m, s in
+    ax_p.set_xticks(x, [f"{method_name(m)}\n{strategy_name(m, s)} Pred" for m, s in
                         zip(methods, first["strategy"])])
     ax_p.set_yscale("log")
     ax_p.set_ylabel("parameters at inference")

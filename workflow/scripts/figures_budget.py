@@ -1,7 +1,7 @@
 """The budget figure: test accuracy per method at a short budget and at convergence.
 
 One panel per data set; x is the number of training epochs (log scale), y the test accuracy of
-each method's primary strategy (CwC-FF also its Sf head, dashed): mean over seeds, the band
+each method's primary strategy (dashed: the others its paper reports, e.g. CwC-FF's Sf head): mean over seeds, the band
 min..max over seeds, n in the legend. The paper's reported number is a dotted line in the
 method's colour. Drawn by figures.py (kind "budget") from two runs tables: the shorter-budget
 study's (`budget_reference`) and this preset's.
@@ -12,12 +12,19 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from wfutil import dataset_name, method_name
 
-from figures import STRATEGY_NAMES, save
+from figures import save
+from wfutil import dataset_name, method_name, strategy_name, suite_methods
 
-#: strategies drawn beside each method's primary one (CwC-FF's softmax head)
-EXTRA = {"cwc": ("sf",)}
+
+def _extra(method: str) -> tuple[str, ...]:
+    """The strategies drawn beside a method's primary one: the others its paper reports (the
+    method class's `headline_strategies`, e.g. CwC-FF's Sf head)."""
+    if method not in suite_methods():
+        return ()
+    from asge.methods import method_class
+
+    return method_class(method).shown_strategies()[1:]
 
 
 def _points(runs: pd.DataFrame, method: str, dataset: str, strategy: str | None) -> tuple[float, list[float], str]:
@@ -39,7 +46,7 @@ def fig_budget(short_csv: str, long_csv: str, reported: Sequence[dict[str, Any]]
     for ax, d in zip(axes[0], datasets):
         for i, m in enumerate(methods):
             color = f"C{i}"
-            for strategy in (None, *EXTRA.get(m, ())):
+            for strategy in (None, *_extra(m)):
                 pts = [_points(runs, m, d, strategy) for runs in (short, long)]
                 pts = [(e, accs, s) for e, accs, s in pts if accs]
                 if not pts:
@@ -50,7 +57,7 @@ def fig_budget(short_csv: str, long_csv: str, reported: Sequence[dict[str, Any]]
                 style = "-" if strategy is None else "--"
                 n = "/".join(str(len(a)) for _, a, _ in pts)
                 ax.plot(x, mean, style, color=color, marker="o",
-                        label=f"{method_name(m)} ({STRATEGY_NAMES.get(s, s)}), n={n}")
+                        label=f"{method_name(m)} ({strategy_name(m, s)}), n={n}")
                 ax.fill_between(x, [min(a) for _, a, _ in pts], [max(a) for _, a, _ in pts], color=color, alpha=0.15)
                 shown[(d, f"{m}/{s}")] = [(e, mu, len(a)) for (e, a, _), mu in zip(pts, mean)]
             rep = [r for r in reported if r["method"] == m and r["dataset"] == d and r.get("metric", "top1") == "top1"]

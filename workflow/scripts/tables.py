@@ -23,10 +23,30 @@ from stats import bootstrap_mean_ci, t_interval
 from tables_ablation import ablation, t8_variants
 from tables_budget import t10_budget, t11_convergence
 from tables_paired import t9_paired
-from wfutil import (DASH, STRATEGY_ORDER, Context, Table, ci_text, dataset_keys, dataset_name, epochs_of, finite,
-                    hardware_of, human_int, ints, join_unique, mean_std, method_name, mib, pair, scale_note,
-                    seeds_of, setup_logging, signed, write_table)
-
+from wfutil import (
+    DASH,
+    STRATEGY_ORDER,
+    Context,
+    Table,
+    ci_text,
+    dataset_keys,
+    dataset_name,
+    epochs_of,
+    finite,
+    hardware_of,
+    human_int,
+    ints,
+    join_unique,
+    mean_std,
+    method_name,
+    mib,
+    pair,
+    scale_note,
+    seeds_of,
+    setup_logging,
+    signed,
+    write_table,
+)
 
 
 def comparability(g: pd.DataFrame, run_file: dict[str, Any]) -> list[str]:
@@ -243,7 +263,11 @@ def build(name: str, runs: pd.DataFrame, cfg: dict[str, Any], budget_runs: pd.Da
     shorter-budget study's runs.csv (T10 only)."""
     ctx = Context(runs, cfg)
     ctx.budget_runs = budget_runs
-    return TABLES[name][0](ctx)
+    table = TABLES[name][0](ctx)
+    if cfg.get("finished_only"):  # a study in progress: say why cells are empty
+        table.notes.append("Built from the finished runs only (finished_only: true): a cell without runs may "
+                           "be a run that has not finished yet, not one left out of the study.")
+    return table
 
 
 def write(name: str, table: Table, paths: dict[str, str]) -> None:

@@ -9,8 +9,23 @@ from typing import Any
 
 import pandas as pd
 
-from wfutil import (DASH, NOT_RUN, STRATEGY_ORDER, Context, Table, dataset_name, epochs_of, finite, hardware_of,
-                    human_int, mean_std, method_name, pair, seeds_of, signed)
+from wfutil import (
+    DASH,
+    NOT_RUN,
+    STRATEGY_ORDER,
+    Context,
+    Table,
+    dataset_name,
+    epochs_of,
+    finite,
+    hardware_of,
+    human_int,
+    mean_std,
+    method_name,
+    pair,
+    seeds_of,
+    signed,
+)
 
 POOLINGS = ("rms", "avg", "max")
 ALPHAS = (0.0, 0.5, 1.0, 2.0)
@@ -67,7 +82,8 @@ def ablation(ctx: Context, axis: str) -> Table:
         row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g), "Hardware": hardware_of(g)})
         show.append(row)
         data.append(drow)
-    what = (f"{method_name(spec.get('method', 'asge'))} on {dataset_name(spec.get('dataset', '?'))}" if spec else "no ablation study")
+    what = (f"{method_name(spec.get('method', 'asge'))} on {dataset_name(spec.get('dataset', '?'))}" if spec
+            else "no ablation study")
     notes = ctx.measured_note(abl)
     fixed = "α" if axis == "pooling" else "pooling"
     notes.append(f"{what}; every row differs from the reference run only in {axis} ({fixed} as in the reference).")

@@ -13,8 +13,23 @@ from typing import Any
 import pandas as pd
 
 from stats import paired_differences, t_interval
-from wfutil import (DASH, NOT_RUN, STRATEGY_ORDER, Context, Table, ci_text, dataset_name, epochs_of, finite, human_int,
-                    mean_std, method_name, pair, seeds_of, signed)
+from wfutil import (
+    DASH,
+    NOT_RUN,
+    STRATEGY_ORDER,
+    Context,
+    Table,
+    ci_text,
+    dataset_name,
+    epochs_of,
+    finite,
+    human_int,
+    mean_std,
+    method_name,
+    pair,
+    seeds_of,
+    signed,
+)
 
 BP = "bp"
 #: a run has flattened when its best validation accuracy rose less than this over its last 3 epochs (pp)

@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from stats import RESAMPLES, paired_bootstrap, t_interval
-from wfutil import (DASH, Context, Table, ci_text, dataset_name, epochs_of, method_name, pair, scale_note,
-                    signed)
+from wfutil import DASH, Context, Table, ci_text, dataset_name, epochs_of, method_name, pair, scale_note, signed
 
 REFERENCE = "asge"
 NO_SHARED = "no shared seeds"

@@ -17,8 +17,18 @@ import pandas as pd
 from asge.atomic import write_csv, write_text
 
 NOT_RUN = "not run"
-#: prediction strategies in display order: ASGE/FF's Fusion, Last and Best Pred, CwC-FF's GA and Sf
-STRATEGY_ORDER = ("fusion", "last", "best", "ga", "sf")
+
+
+def _strategy_order() -> tuple[str, ...]:
+    """Every registered method's strategies, in registration order (fusion, last, best, ga, sf)."""
+    from asge.methods import registered_methods
+
+    return tuple(dict.fromkeys(s for cls in registered_methods().values() for s in cls.strategies))
+
+
+#: prediction strategies in display order, from the methods (ASGE/FF's Fusion, Last and Best Pred,
+#: CwC-FF's GA and Sf, then a plug-in method's own)
+STRATEGY_ORDER = _strategy_order()
 DASH = "–"
 
 
@@ -53,6 +63,13 @@ def method_name(m: str) -> str:
     if m in suite_methods():
         return getattr(method_class(m), "display_name", m)
     return REPORTED_ONLY.get(m, m)
+
+
+def strategy_name(method: str, strategy: str) -> str:
+    """How tables and figures name a method's strategy (its class says: Fusion, GA, ...)."""
+    from asge.methods import method_class
+
+    return method_class(method).strategy_name(strategy) if method in suite_methods() else strategy
 
 
 def dataset_keys() -> list[str]:
