@@ -85,8 +85,9 @@ def setup_environment(config):
     # a user's method modules (docs/extending.md), before anything here imports asge.methods;
     # relative .py paths from the working directory, so that every job finds them
     plugins = [os.path.abspath(p) if p.endswith(".py") else p for p in config.get("plugins") or []]
-    already = [p for p in os.environ.get("ASGE_PLUGINS", "").split(",") if p]
-    os.environ["ASGE_PLUGINS"] = ",".join(dict.fromkeys([*already, *plugins]))
+    var = "ASGE_PLUGINS"  # also read by every job (asge.methods); a user's own setting is kept
+    already = [p for p in os.environ.get(var, "").split(",") if p]
+    os.environ[var] = ",".join(dict.fromkeys([*already, *plugins]))
     from asge.runconfig import HOST_KEYS, RUNTIME_ENV
 
     bindir = os.path.dirname(sys.executable)

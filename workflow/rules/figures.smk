@@ -22,7 +22,10 @@ rule figure:
         figure="|".join([*FIGURES, f"{ACCURACY_FIGURE}[a-z0-9]+"]),
     params:
         kind=lambda wildcards: figure_spec(wildcards.figure)[0],
-        dataset=lambda wildcards: wildcards.figure[len(ACCURACY_FIGURE):],
+        # the data set of an accuracy figure ('' for the others, which the report then shows as such)
+        dataset=lambda wildcards: wildcards.figure[len(ACCURACY_FIGURE):]
+        if wildcards.figure.startswith(ACCURACY_FIGURE)
+        else "",
         methods=lambda wildcards: list(config["methods"]),
         # the papers' numbers, drawn as lines in the budget figure only
         reported=lambda wildcards: config["reported"] if wildcards.figure == "fig_budget" else [],
