@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             if not folder.prepare(cfg, force=args.force):
                 # a job that waited for an orphan finds its run finished, but Snakemake deleted the
                 # job's outputs before it started: put back the two that the orphan wrote at its start
-                if request is not None and not folder.path("request.yaml").exists():
-                    write_request(folder.path("request.yaml"), request)
-                if not folder.path(CONFIG).exists():
-                    folder.write_config(cfg)
+                if int(os.environ.get("RANK", "0")) == 0:
+                    if request is not None and not folder.path("request.yaml").exists():
+                        write_request(folder.path("request.yaml"), request)
+                    if not folder.path(CONFIG).exists():
+                        folder.write_config(cfg)
                 print(f"{folder.path('metrics.json')} exists: this run is finished with these settings",
                       file=sys.stderr)
                 return 0
