@@ -5,7 +5,6 @@ import ctypes
 import os
 import platform
 import random
-import signal
 from typing import Any, Mapping
 
 import numpy as np
@@ -14,20 +13,6 @@ import torch
 
 class DeviceError(RuntimeError):
     """The requested device is not available."""
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived (SLURM's time limit, `kill`, `scancel`): a BaseException like Ctrl-C, so that
-    the run stops through the same path as any failure and its tracking marks it KILLED."""
-
-
-def raise_on_sigterm() -> None:
-    """Turn SIGTERM into `Terminated` in the main thread. The checkpoint is written atomically, so
-    stopping anywhere keeps the last finished epoch's checkpoint, which a rerun resumes from."""
-    def stop(signum: int, frame: Any) -> None:
-        raise Terminated(f"stopped by {signal.Signals(signum).name}")
-
-    signal.signal(signal.SIGTERM, stop)
 
 
 def select_device(cfg: Mapping[str, Any], local_rank: int = 0) -> torch.device:

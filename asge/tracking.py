@@ -28,10 +28,10 @@ import logging
 import sys
 from pathlib import Path
 
+# none of these imports mlflow at import time (each does it inside its functions), and
+# tracking_store switches MLflow's telemetry off when it is imported, before anything does
 from asge.tracking_callback import MLflowCallback  # noqa: F401
 from asge.tracking_records import epoch_metrics, final_metrics, param_items  # noqa: F401
-
-# tracking_store first: it switches MLflow's telemetry off before anything imports mlflow
 from asge.tracking_store import (  # noqa: F401
     default_tracking_uri,
     get_or_create_experiment,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from asge.runfolder import CONFIG, HISTORY, METRICS, Metrics
-from asge.runtime import Terminated
+from asge.stopping import Terminated
 from asge.tracking_records import (
     TAG,
     epoch_metrics,

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     from asge.engine import NonFiniteLoss, Trainer
     from asge.runconfig import write_request
     from asge.runfolder import CHECKPOINT, CONFIG, RunFileCorrupt, RunFolder, RunFolderBusy, RunFolderMismatch
-    from asge.runtime import DeviceError, Terminated, raise_on_sigterm
+    from asge.runtime import DeviceError
+    from asge.stopping import Terminated, raise_on_sigterm
 
     folder = RunFolder(args.out)
     callbacks = []

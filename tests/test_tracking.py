@@ -190,7 +190,7 @@ def test_failure_marks_run_failed(store, tmp_path):
 
 
 def test_sigterm_marks_run_killed(store, tmp_path):
-    from asge.runtime import Terminated
+    from asge.stopping import Terminated
 
     uri, client = store
     cb = run_lifecycle(uri, "main", "bp-mnist-s0", tmp_path, epochs=2, finish=False)
