@@ -211,7 +211,32 @@ def bench_pipeline(args: argparse.Namespace, device: torch.device) -> float:
     return n / statistics.median([_timed(one_pass, device) for _ in range(args.repeats)])
 
 
-def main(argv: list[str] | None = None) -> int:
+def results_markdown(rows: dict[str, dict], pipe: float, hw: str, args: argparse.Namespace) -> str:
+    """The benchmark's table (Markdown) with its settings line and the data pipeline's speed."""
+    bp = rows[args.reference]
+    lines = [
+        f"Backbone VGG8 width {args.width} (unless a variant sets channels), "
+        f"{args.in_channels}x{args.size}x{args.size}, batch {args.batch}, {args.classes} classes, "
+        f"{hw}, torch {torch.__version__}; median of {args.repeats} repeats after {args.warmup} warm-up steps.",
+        "",
+        f"Ratios (×ref) are to {args.reference}.",
+        "",
+        "| method | params (M) | train img/s | ×ref | eval img/s | ×ref | saved act. peak (MiB) | ×ref "
+        "| saved act. total (MiB) | peak CUDA (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, r in rows.items():
+        lines.append(
+            f"| {n} | {r['params_m']:.2f} | {r['train_img_s']:.0f} | {r['train_img_s'] / bp['train_img_s']:.2f} | "
+            f"{r['eval_img_s']:.0f} | {r['eval_img_s'] / bp['eval_img_s']:.2f} | {r['saved_peak_mib']:.1f} | "
+            f"{r['saved_peak_mib'] / bp['saved_peak_mib']:.2f} | {r['saved_total_mib']:.1f} | {r['peak_cuda_mib']:.0f} |")
+    lines += ["", f"Data pipeline (uint8 on {torch.device(args.device).type}, normalise + crop + flip): {pipe:,.0f} img/s "
+                  f"({pipe / max(r['train_img_s'] for r in rows.values()):.0f}× the fastest training step)."]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=None,
                     help="default: all registered; a variant is method:key=value,key=value")
@@ -232,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu-allocator", choices=("tuned", "default"), default="tuned",
                     help="on a CPU: the malloc settings training uses (asge.runtime.GLIBC_MALLOPT) or glibc's defaults")
     ap.add_argument("--markdown", default=None, help="also write the table to this Markdown file")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -250,26 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = bench_pipeline(args, device)
     hw = (torch.cuda.get_device_name(device) if device.type == "cuda"
           else f"CPU, {torch.get_num_threads()} threads, allocator: {allocator}")
-    bp = rows[args.reference]
-    lines = [
-        f"Backbone VGG8 width {args.width} (unless a variant sets channels), "
-        f"{args.in_channels}x{args.size}x{args.size}, batch {args.batch}, {args.classes} classes, "
-        f"{hw}, torch {torch.__version__}; median of {args.repeats} repeats after {args.warmup} warm-up steps.",
-        "",
-        f"Ratios (×ref) are to {args.reference}.",
-        "",
-        "| method | params (M) | train img/s | ×ref | eval img/s | ×ref | saved act. peak (MiB) | ×ref "
-        "| saved act. total (MiB) | peak CUDA (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for n, r in rows.items():
-        lines.append(
-            f"| {n} | {r['params_m']:.2f} | {r['train_img_s']:.0f} | {r['train_img_s'] / bp['train_img_s']:.2f} | "
-            f"{r['eval_img_s']:.0f} | {r['eval_img_s'] / bp['eval_img_s']:.2f} | {r['saved_peak_mib']:.1f} | "
-            f"{r['saved_peak_mib'] / bp['saved_peak_mib']:.2f} | {r['saved_total_mib']:.1f} | {r['peak_cuda_mib']:.0f} |")
-    lines += ["", f"Data pipeline (uint8 on {device.type}, normalise + crop + flip): {pipe:,.0f} img/s "
-                  f"({pipe / max(r['train_img_s'] for r in rows.values()):.0f}× the fastest training step)."]
-    text = "\n".join(lines)
+    text = results_markdown(rows, pipe, hw, args)
     print(text)
     if args.markdown:
         from asge.atomic import write_text

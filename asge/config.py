@@ -8,12 +8,16 @@ a message that names the key, the bad value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
+
+ROLES = ("result", "runtime", "host")
 
 
 class ConfigError(ValueError):
@@ -30,6 +34,13 @@ class Key:
     choices: tuple | None = None
     check: Callable[[Any], bool] | None = None
     allowed: str = ""  # words for what `check` accepts, used in error messages
+    #: "result": changes what a run computes (part of the digest); "runtime": only where and how it
+    #: runs (threads, device, ...); "host": a runtime key the workflow sets for every job from its config
+    role: str = "result"
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"Key role {self.role!r} is not one of {ROLES}")
 
     def validate(self, name: str, value: Any) -> Any:
         if value is None and (self.default is None or type(None) in self.types):
@@ -86,10 +97,11 @@ COMMON_KEYS: dict[str, Key] = {
     "dataset": Key(None, (str,), "data set name"),
     "seed": Key(0, INT, "seed for weights, projections, splits, shuffling and augmentation", check=nonneg, allowed=">= 0"),
     # data
-    "data_root": Key("data", (str,), "folder where data sets are read from and downloaded to"),
-    "data_mirrors": Key(["../shared/data"], (list,), "read-only folders searched before data_root"),
-    "offline": Key(False, (bool,), "never try to download; fail with instructions instead"),
-    "cache_dir": Key(None, (str, type(None)), "where decoded uint8 arrays are cached (default: <data_root>/.asge-cache)"),
+    "data_root": Key("data", (str,), "folder where data sets are read from and downloaded to", role="host"),
+    "data_mirrors": Key(["../shared/data"], (list,), "read-only folders searched before data_root", role="host"),
+    "offline": Key(False, (bool,), "never try to download; fail with instructions instead", role="host"),
+    "cache_dir": Key(None, (str, type(None)), "where decoded uint8 arrays are cached (default: <data_root>/.asge-cache)",
+                    role="runtime"),
     "val_size": Key(5000, INT, "images held out of the training set for validation/Best Pred", check=positive, allowed="> 0"),
     "subset_per_class": Key(None, OPT_INT, "keep k training images per class (smoke runs)",
                             check=positive, allowed="> 0 or null"),
@@ -102,13 +114,13 @@ COMMON_KEYS: dict[str, Key] = {
     "augment_crop_padding": Key(None, OPT_INT, "random-crop padding in pixels (0 = off; null = data set default)",
                                 check=nonneg, allowed=">= 0"),
     "augment_hflip": Key(None, (bool, type(None)), "random horizontal flip (null = data set default)"),
-    "num_workers": Key(8, INT, "DataLoader workers (ImageNet only)", check=nonneg, allowed=">= 0"),
+    "num_workers": Key(8, INT, "DataLoader workers (ImageNet only)", check=nonneg, allowed=">= 0", role="runtime"),
     # optimisation
     "epochs": Key(10, INT, "training epochs", check=positive, allowed="> 0"),
     "batch_size": Key(128, INT, "global training batch size", check=positive, allowed="> 0"),
     "eval_batch_size": Key("auto", (str, int), "evaluation batch size: auto (1000 on CUDA, 100 on a CPU, where a "
                            "batch that stays in cache evaluates ~1.5x faster) or a number",
-                           check=auto_or_positive, allowed="auto or > 0"),
+                           check=auto_or_positive, allowed="auto or > 0", role="runtime"),
     "optimizer": Key("adamw", (str,), "optimiser", choices=("adamw", "adam", "sgd")),
     "lr": Key(1e-3, FLOAT, "peak learning rate", check=positive, allowed="> 0"),
     "weight_decay": Key(5e-4, FLOAT, "decoupled weight decay (AdamW) or L2 (SGD, Adam)", check=nonneg, allowed=">= 0"),
@@ -119,17 +131,47 @@ COMMON_KEYS: dict[str, Key] = {
     # execution
     "device": Key("auto", (str,), "auto (cuda if present), cpu, cuda, cuda:N",
                   check=lambda v: v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()),
-                  allowed="auto, cpu, cuda or cuda:N"),
-    "require_gpu": Key(False, (bool,), "refuse to run without CUDA (the workflow's GPU jobs set this)"),
+                  allowed="auto, cpu, cuda or cuda:N", role="runtime"),
+    "require_gpu": Key(False, (bool,), "refuse to run without CUDA (the workflow's GPU jobs set this)", role="host"),
     "amp": Key("auto", (str, bool), "bf16 autocast: auto (on for CUDA, off for CPU), true (CUDA or CPU), false",
                choices=AUTO_SWITCH),
     "channels_last": Key("auto", (str, bool), "channels_last model and batches: auto (on for CUDA, off for CPU), "
                          "true, false", choices=AUTO_SWITCH),
     "compile": Key(False, (bool,), "torch.compile the model"),
     "deterministic": Key(False, (bool,), "deterministic algorithms (bitwise-reproducible on CPU)"),
-    "threads": Key(None, OPT_INT, "torch CPU threads (null = torch's default)", check=positive, allowed="> 0 or null"),
-    "log_every": Key(100, INT, "steps between finiteness checks of the loss", check=positive, allowed="> 0"),
+    "threads": Key(None, OPT_INT, "torch CPU threads (null = torch's default)", check=positive, allowed="> 0 or null",
+                  role="host"),
+    "log_every": Key(100, INT, "steps between finiteness checks of the loss", check=positive, allowed="> 0", role="runtime"),
 }
+
+#: keys that say where and how a run executes, never what it computes (role runtime or host):
+#: changing them reruns nothing in the workflow and keeps a checkpoint valid
+RUNTIME_KEYS = tuple(k for k, key in COMMON_KEYS.items() if key.role != "result")
+
+#: the runtime keys the workflow sets for every job from its own config (where the data is, how
+#: many threads): never part of a request; they reach the job through $ASGE_RUNTIME and --set,
+#: not through a rule param, so that moving the data reruns nothing
+HOST_KEYS = tuple(k for k, key in COMMON_KEYS.items() if key.role == "host")
+
+#: what each key meant before it took "auto": the same digest, so that checkpoints written then
+#: still resume (FF's `trial_batch` only chunks the prediction: no result changes)
+AUTO_WAS: dict[str, Any] = {"amp": True, "channels_last": True, "trial_batch": 4096}
+
+
+def changes_result(key: str) -> bool:
+    """Whether two runs that differ in `key` are different runs: every key but the runtime ones
+    and `epochs` (a run may be extended). A method's own keys are all result keys."""
+    return key not in RUNTIME_KEYS and key != "epochs"
+
+
+def result_digest(cfg: Mapping[str, Any]) -> str:
+    """The one answer to "is this the same run?": a digest of the keys that change a result.
+    Recorded in the checkpoint and in metrics.json (`config_hash`)."""
+    payload = {k: v for k, v in sorted(cfg.items()) if changes_result(k)}
+    for k, before in AUTO_WAS.items():
+        if payload.get(k) == "auto":
+            payload[k] = before
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def method_keys(method_cls: type) -> dict[str, Key]:
@@ -138,6 +180,10 @@ def method_keys(method_cls: type) -> dict[str, Key]:
     clash = set(own) & set(COMMON_KEYS)
     if clash:
         raise RuntimeError(f"{method_cls.__name__} redefines common keys {sorted(clash)}")
+    not_result = sorted(k for k, key in own.items() if key.role != "result")
+    if not_result:
+        raise RuntimeError(f"{method_cls.__name__}: its own keys {not_result} must have role 'result' (runtime and "
+                           f"host keys are common keys, in asge.config.COMMON_KEYS)")
     return {**COMMON_KEYS, **own}
 
 

@@ -6,7 +6,6 @@ with one flat all-reduce after the step, which is what DDP computes. NCCL on GPU
 """
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterable, Iterator
@@ -15,10 +14,9 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from asge.ranks import world
 
-def world() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+__all__ = ["world", "init", "shutdown", "rank_zero_first", "average_gradients", "all_reduce_sum"]
 
 
 def init(device: torch.device) -> None:

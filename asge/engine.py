@@ -17,11 +17,11 @@ import torch
 
 from asge import distributed
 from asge.checkpoint import load_checkpoint, save_checkpoint
+from asge.config import result_digest
 from asge.evaluate import inference_memory, strategy_accuracy, validation_stats
 from asge.method import Method
 from asge.methods import create_method
 from asge.progress import EpochProgress
-from asge.runconfig import result_digest
 from asge.runfolder import CHECKPOINT, Metrics, RunFolder
 from asge.runtime import hardware_info, rng_state, select_device, set_rng_state, setup_runtime, switch_on
 
@@ -75,11 +75,13 @@ def autocast_for(device: torch.device, cfg: Mapping[str, Any]) -> contextlib.Abs
 
 
 class Trainer:
-    """Trains `cfg['method']` on `cfg['dataset']`, writing everything into `out_dir`."""
+    """Trains `cfg['method']` on `cfg['dataset']`, writing everything into `out_dir` (a path, or the
+    RunFolder that the training command prepared and locked)."""
 
-    def __init__(self, cfg: Mapping[str, Any], out_dir: str | Path, callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(self, cfg: Mapping[str, Any], out_dir: str | Path | RunFolder, callbacks: Sequence[Callback] = ()
+                 ) -> None:
         self.cfg = dict(cfg)
-        self.folder = RunFolder(out_dir)
+        self.folder = out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
         self.out = self.folder.out
         self.callbacks = list(callbacks)
         self.hash = result_digest(self.cfg)

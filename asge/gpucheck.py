@@ -202,18 +202,25 @@ def phase_train(args: argparse.Namespace, method: str) -> dict[str, Any]:
             errors["finish"] = f"{type(e).__name__}: {e}"[:500]
             print(f"{method}: the end-of-run evaluation failed: {errors['finish']}", flush=True)
     metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
-    epochs = []
-    for e in sorted({r["epoch"] for r in trainer.history}):
-        rows = [r for r in trainer.history if r["epoch"] == e]
-        epochs.append({"epoch": e, "images_per_s": rows[0]["images_per_s"], "epoch_time_s": rows[0]["epoch_time_s"],
-                       "val_acc_best_readout": max(r["val_acc"] for r in rows), "val_acc_last": rows[-1]["val_acc"],
-                       "peak_memory_mib": rows[0]["peak_memory_bytes"] / 2**20})
+    epochs = epoch_summaries(trainer.history)
     if not epochs:
         raise RuntimeError(f"not one epoch of {method} fitted in the time box")
     return {"method": method, "dataset": args.dataset, "recipe_epochs": cfg["epochs"], "batch_size": cfg["batch_size"],
             "amp": cfg["amp"], "channels_last": cfg["channels_last"], "stopped": stopped, "epochs": epochs,
             "test_acc": metrics.get("test_acc"), "strategy": metrics.get("primary_strategy"),
             "peak_train_memory_mib": (metrics.get("peak_train_memory_bytes") or math.nan) / 2**20, "errors": errors}
+
+
+def epoch_summaries(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per epoch of a run's history rows (one per readout): speed, time, validation accuracy of the
+    best and of the last readout, and peak memory."""
+    epochs = []
+    for e in sorted({r["epoch"] for r in history}):
+        rows = [r for r in history if r["epoch"] == e]
+        epochs.append({"epoch": e, "images_per_s": rows[0]["images_per_s"], "epoch_time_s": rows[0]["epoch_time_s"],
+                       "val_acc_best_readout": max(r["val_acc"] for r in rows), "val_acc_last": rows[-1]["val_acc"],
+                       "peak_memory_mib": rows[0]["peak_memory_bytes"] / 2**20})
+    return epochs
 
 
 def _device(args: argparse.Namespace):

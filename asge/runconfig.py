@@ -1,4 +1,4 @@
-"""Resolving a run's config, once: the layers, the request file and the one digest of a result.
+"""Resolving a run's config, once: the layers and the request file.
 
     from asge.runconfig import resolve
     cfg = resolve("asge", "mnist", overrides=["epochs=3"])
@@ -7,30 +7,22 @@ Layers, later wins: the key defaults (asge.config.COMMON_KEYS and the method's o
 only place defaults live) -> config/runs/<method>/<dataset>.yaml -> config files -> `key=value`
 overrides. The workflow resolves every run when it plans the DAG and writes the result to the
 run folder's request.yaml; `python -m asge.train --request` trains exactly that, adding only the
-runtime keys (where the data is, threads, device), which never change a result.
+runtime keys (where the data is, threads, device), which never change a result. The keys' roles
+and the one digest of a result are in asge.config.
 Importable without the training command (no torch, no CLI).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from asge.config import HOST_KEYS, RUNTIME_KEYS, ConfigError, load_yaml, parse_override, resolve_config
+
 REPO = Path(__file__).resolve().parent.parent
 
-#: keys that say where and how a run executes, never what it computes: changing them reruns
-#: nothing in the workflow and keeps a checkpoint valid
-RUNTIME_KEYS = ("threads", "log_every", "device", "require_gpu", "data_root", "data_mirrors", "offline", "cache_dir",
-                "num_workers", "eval_batch_size")
-
-#: the runtime keys the workflow sets for every job from its own config (where the data is, how
-#: many threads): never part of a request; they reach the job through $ASGE_RUNTIME and --set,
-#: not through a rule param, so that moving the data reruns nothing
-HOST_KEYS = ("data_root", "data_mirrors", "offline", "require_gpu", "threads")
-
-#: the environment variable that carries them (JSON)
+#: the environment variable that carries the host keys (asge.config.HOST_KEYS) to a job, as JSON
 RUNTIME_ENV = "ASGE_RUNTIME"
 
 
@@ -43,7 +35,6 @@ def resolve(method: str, dataset: str, config_files: Sequence[str | Path] = (), 
             use_defaults: bool = True, layers: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The validated config of a run (raises ConfigError/ValueError with a clear message).
     `layers` (mappings) go between the config files and the `key=value` overrides."""
-    from asge.config import load_yaml, parse_override, resolve_config
     from asge.data.catalog import dataset_info
     from asge.methods import method_class
 
@@ -59,22 +50,6 @@ def resolve(method: str, dataset: str, config_files: Sequence[str | Path] = (), 
     cfg = resolve_config(method, dataset, stack, cls)
     dataset_info(dataset, cfg)  # checks the keys that depend on the data set (input_mean, input_std)
     return cfg
-
-
-#: what each key meant before it took "auto": the same digest, so that checkpoints written then
-#: still resume (FF's `trial_batch` only chunks the prediction: no result changes)
-AUTO_WAS: dict[str, Any] = {"amp": True, "channels_last": True, "trial_batch": 4096}
-
-
-def result_digest(cfg: Mapping[str, Any]) -> str:
-    """The one answer to "is this the same run?": a digest of everything that changes a result,
-    i.e. every key but `epochs` (a run may be extended) and the runtime keys. Recorded in the
-    checkpoint and in metrics.json (`config_hash`)."""
-    payload = {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS and k != "epochs"}
-    for k, before in AUTO_WAS.items():
-        if payload.get(k) == "auto":
-            payload[k] = before
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def request_of(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,8 +69,6 @@ def write_request(path: str | Path, request: Mapping[str, Any]) -> None:
 
 def load_request(spec: str) -> dict[str, Any]:
     """A request given as a file path or as an inline JSON object (the workflow's way)."""
-    from asge.config import ConfigError, load_yaml
-
     if spec.lstrip().startswith("{"):
         try:
             request = json.loads(spec)
@@ -113,8 +86,6 @@ def load_request(spec: str) -> dict[str, Any]:
 def request_config(request: Mapping[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The config of a request, with the runtime keys from $ASGE_RUNTIME and `overrides` (which
     may set runtime keys only: anything else belongs in the request)."""
-    from asge.config import ConfigError, parse_override
-
     runtime = runtime_from_env()
     runtime.update(parse_override(o) for o in overrides)
     bad = sorted(set(runtime) - set(RUNTIME_KEYS))
@@ -126,8 +97,6 @@ def request_config(request: Mapping[str, Any], overrides: Sequence[str] = ()) ->
 
 def runtime_from_env() -> dict[str, Any]:
     """The runtime keys the workflow put into $ASGE_RUNTIME (JSON), or {}."""
-    from asge.config import ConfigError
-
     raw = os.environ.get(RUNTIME_ENV)
     if not raw:
         return {}

@@ -10,7 +10,7 @@ A run folder (e.g. results/smoke/runs/main/asge-mnist-s0/) holds:
     metrics.json     the final numbers (schema: `Metrics`), written last: it means "finished"
     .lock            held (flock) by the process that trains into the folder
 
-Policy (one digest, `asge.runconfig.result_digest`, which ignores `epochs` and the runtime keys):
+Policy (one digest, `asge.config.result_digest`, which ignores `epochs` and the runtime keys):
 a finished folder with the same digest is done, or resumes from its checkpoint when only `epochs`
 grew; an unfinished one resumes from its checkpoint. A finished run or a checkpoint with another
 digest is refused, unless `force` (the workflow always forces: a changed request retrains), which
@@ -23,11 +23,12 @@ import csv
 import io
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence, TypedDict
 
 from asge.atomic import save_torch, write_json, write_text
+from asge.config import changes_result, result_digest
+from asge.ranks import is_rank_zero
 
 log = logging.getLogger("asge")
 
@@ -57,7 +58,7 @@ class Metrics(TypedDict, total=False):
     method: str
     dataset: str
     seed: int
-    config_hash: str            # asge.runconfig.result_digest of the config
+    config_hash: str            # asge.config.result_digest of the config
     epochs: int
     primary_strategy: str
     test_acc: float             # the primary strategy's test accuracy
@@ -157,7 +158,7 @@ class RunFolder:
         started beside an orphaned one, e.g. after `snakemake --unlock`, waits for it instead of
         failing, which would make Snakemake delete the folder's outputs). Under torchrun only
         rank 0 takes it: the ranks of one run share the folder by design."""
-        if int(os.environ.get("RANK", "0")) != 0:
+        if not is_rank_zero():
             yield
             return
         created = not self.out.exists()
@@ -189,8 +190,6 @@ class RunFolder:
     def verdict(self, cfg: Mapping[str, Any]) -> tuple[str, str]:
         """For a finished folder: ("done", ""), ("extend", "") when only `epochs` grew (resume from
         the checkpoint), or ("differs", what differs)."""
-        from asge.runconfig import result_digest
-
         metrics = read_metrics(self.out)
         if metrics.get("config_hash") == result_digest(cfg):
             if cfg["epochs"] == metrics.get("epochs"):
@@ -233,8 +232,6 @@ class RunFolder:
         reports it: nothing is deleted on a guess)."""
         import torch
 
-        from asge.runconfig import result_digest
-
         ckpt = self.path(CHECKPOINT)
         if not ckpt.exists():
             return ""
@@ -267,11 +264,8 @@ class RunFolder:
 
 
 def differing_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """The keys of two configs that make their results differ (not `epochs`, not runtime keys)."""
-    from asge.runconfig import RUNTIME_KEYS
-
-    return sorted(k for k in set(old) | set(new) if k not in RUNTIME_KEYS and k != "epochs"
-                  and old.get(k) != new.get(k))
+    """The keys of two configs that make their results differ (asge.config.changes_result)."""
+    return sorted(k for k in set(old) | set(new) if changes_result(k) and old.get(k) != new.get(k))
 
 
 def history_csv(rows: Sequence[Mapping[str, Any]]) -> str:

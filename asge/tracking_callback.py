@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import random
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from asge.ranks import is_rank_zero
 from asge.runfolder import CONFIG, HISTORY, METRICS, Metrics
 from asge.stopping import Terminated
 from asge.tracking_records import (
@@ -225,7 +225,7 @@ class MLflowCallback:
         its params and the error, so that it is not missing from MLflow."""
         from mlflow.entities import Param
 
-        if int(os.environ.get("RANK", "0")) != 0:
+        if not is_rank_zero():
             return  # under torchrun one record per run, from rank 0
         exp_id = self._connect()
         digest = result_digest(self.cfg) if self.cfg else ""

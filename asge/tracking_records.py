@@ -23,6 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from asge.config import result_digest as config_digest
 from asge.runfolder import COST_FIELDS, METRICS, Metrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -118,11 +119,9 @@ def param_items(cfg: Mapping[str, Any]) -> dict[str, str]:
 
 
 def result_digest(cfg: Mapping[str, Any]) -> str:
-    """The run's result digest (asge.runconfig, the one definition; '' for an unresolved config)."""
-    from asge.runconfig import result_digest as digest
-
+    """The run's result digest (asge.config, the one definition; '' for an unresolved config)."""
     try:
-        return digest(cfg)
+        return config_digest(cfg)
     except Exception:  # noqa: BLE001 - a config that failed to resolve still gets its FAILED run
         return ""
 

@@ -20,13 +20,20 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from asge.runconfig import resolve
+from asge.config import ConfigError
+from asge.ranks import is_rank_zero
+from asge.runconfig import load_request, request_config, resolve, write_request
+
+if TYPE_CHECKING:
+    from asge.runfolder import RunFolder
 
 __all__ = ["main", "resolve"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked for contradictory options."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", help="registered method (not with --request)")
     ap.add_argument("--dataset", help="data set (not with --request)")
@@ -49,31 +56,39 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --method and --dataset, or --request")
     if args.request is not None and (args.method or args.dataset or args.config or args.no_defaults):
         ap.error("--request holds the whole config: give no --method, --dataset, --config or --no-defaults with it")
+    return args
+
+
+def load_config(args: argparse.Namespace) -> tuple[dict | None, dict]:
+    """(request or None, the run's validated config); raises ConfigError/ValueError."""
+    if args.request is not None:
+        request = load_request(args.request)
+        return request, request_config(request, args.set)
+    return None, resolve(args.method, args.dataset, args.config, args.set, not args.no_defaults)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub
-
-    from asge.config import ConfigError
-    from asge.runconfig import load_request, request_config
-
-    request = None
     try:
-        if args.request is not None:
-            request = load_request(args.request)
-            cfg = request_config(request, args.set)
-        else:
-            cfg = resolve(args.method, args.dataset, args.config, args.set, not args.no_defaults)
+        request, cfg = load_config(args)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.check:
         print(json.dumps(cfg, indent=2, sort_keys=True))
         return 0
+    return train(args, cfg, request)
 
+
+def train(args: argparse.Namespace, cfg: dict, request: dict | None) -> int:
+    """Train `cfg` into args.out (or find it finished); the exit code, with one clear line on failure."""
+    # here, not at the top: `--check` and config errors answer without importing torch
     from asge.checkpoint import CheckpointError
     from asge.data import DataError
     from asge.engine import NonFiniteLoss, Trainer
-    from asge.runconfig import write_request
-    from asge.runfolder import CHECKPOINT, CONFIG, RunFileCorrupt, RunFolder, RunFolderBusy, RunFolderMismatch
+    from asge.runfolder import CHECKPOINT, RunFileCorrupt, RunFolder, RunFolderBusy, RunFolderMismatch
     from asge.runtime import DeviceError
     from asge.stopping import Terminated, raise_on_sigterm
 
@@ -88,20 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with folder.lock(wait=args.wait or os.environ.get("ASGE_WAIT_FOR_LOCK") == "1"):
             if not folder.prepare(cfg, force=args.force):
-                # a job that waited for an orphan finds its run finished, but Snakemake deleted the
-                # job's outputs before it started: put back the two that the orphan wrote at its start
-                if int(os.environ.get("RANK", "0")) == 0:
-                    if request is not None and not folder.path("request.yaml").exists():
-                        write_request(folder.path("request.yaml"), request)
-                    if not folder.path(CONFIG).exists():
-                        folder.write_config(cfg)
+                restore_start_files(folder, cfg, request)
                 print(f"{folder.path('metrics.json')} exists: this run is finished with these settings",
                       file=sys.stderr)
                 return 0
             # after prepare: a refused folder keeps the request of its result; rank 0 writes files
-            if request is not None and int(os.environ.get("RANK", "0")) == 0:
+            if request is not None and is_rank_zero():
                 write_request(folder.path("request.yaml"), request)
-            Trainer(cfg, folder.out, callbacks).run()
+            Trainer(cfg, folder, callbacks).run()
     except (RunFolderBusy, RunFolderMismatch, RunFileCorrupt) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -115,6 +124,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def restore_start_files(folder: "RunFolder", cfg: dict, request: dict | None) -> None:
+    """A job that waited for an orphan finds its run finished, but Snakemake deleted the job's
+    outputs before it started: put back the two that the orphan wrote at its start (rank 0)."""
+    from asge.runfolder import CONFIG
+
+    if not is_rank_zero():
+        return
+    if request is not None and not folder.path("request.yaml").exists():
+        write_request(folder.path("request.yaml"), request)
+    if not folder.path(CONFIG).exists():
+        folder.write_config(cfg)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import torch
 from torchvision.io import encode_jpeg, encode_png
 
 from asge.data import DATASETS, DataError, build_data, dataset_info, per_class_subset, sources, split_indices
-from asge.data.device_loader import DeviceLoader, epoch_shard
+from asge.data.device_loader import DeviceLoader
+from asge.data.seeds import epoch_shard
 from tests.fakedata import write_idx
 
 # torchvision 0.29 deprecates torchvision.io's codecs (used here and in asge.data.sources) in favour of TorchCodec.

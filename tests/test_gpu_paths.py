@@ -14,10 +14,10 @@ import torch
 
 from asge import bench
 from asge.config import ConfigError, resolve_config
+from asge.config import result_digest as config_hash
 from asge.engine import Trainer, _split_compile_time
 from asge.methods import list_methods, method_class
 from asge.runconfig import resolve
-from asge.runconfig import result_digest as config_hash
 from asge.runtime import auto_size, switch_on
 from tests.fakedata import write_mnist
 

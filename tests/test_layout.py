@@ -37,3 +37,27 @@ def test_the_workflow_schema_lists_the_catalog_data_sets():
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert schema["$defs"]["dataset"]["enum"] == list(DATASETS)
+
+
+def test_no_import_circle_and_at_most_eight_floors():
+    from tests import house
+
+    graph = house.import_graph()
+    assert {"asge.train", "asge.config", "baselines.ff", "tables"} <= set(graph)  # the walk found the house
+    assert house.circles(graph) == []
+    top = house.floors(graph)
+    assert len(top) <= 8, f"{len(top)} floors (aim: <= 8): {' -> '.join(top)}"
+
+
+def test_no_function_outside_tests_is_over_60_lines():
+    from tests import house
+
+    long = [(n, f) for n, f in house.function_lengths() if n > 60]
+    assert not long, f"functions over 60 lines (split them): {long}"
+
+
+def test_the_circle_finder_finds_a_circle():
+    from tests import house
+
+    assert house.circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert house.floors({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"c"}}) == ["a", "b", "c"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -22,12 +22,11 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import default_loader
 
 from asge.data.catalog import DataError, DatasetInfo
-from asge.data.device_loader import AUGMENT, _normaliser, derive_seed, epoch_shard
+from asge.data.device_loader import _normaliser
+from asge.data.seeds import AUGMENT, derive_seed, epoch_shard
 from asge.data.sources import cache_dir, extract_tarball, search_roots
+from asge.data.splits import DataBundle, split_indices
 from asge.runtime import auto_size, switch_on
-
-if TYPE_CHECKING:
-    from asge.data import DataBundle
 
 IMAGENET_DIRS = ("imagenet", "imagenet-sample")
 
@@ -147,10 +146,8 @@ class FolderLoader:
             yield torch.addcmul(self.shift, x.float(), self.scale), y.to(self.device, non_blocking=True)
 
 
-def build_imagenet(cfg: Mapping, info: DatasetInfo, device: torch.device, rank: int, world_size: int) -> "DataBundle":
+def build_imagenet(cfg: Mapping, info: DatasetInfo, device: torch.device, rank: int, world_size: int) -> DataBundle:
     """DataBundle for ImageNet: train/val from train/ (seeded hold-out), test from val/."""
-    from asge.data import DataBundle, split_indices
-
     tree = find_tree(info, cfg)
     check_classes(tree, info)
     train_set, test_set = _image_folder(tree / "train", info), _image_folder(tree / "val", info)

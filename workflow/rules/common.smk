@@ -120,8 +120,8 @@ def run_layers(run):
 def resolved_request(study, name):
     """The request of a run: its config resolved once, here, without the host keys (asge.runconfig).
     A misspelt key, a wrong type or an impossible value stops the workflow before any job runs."""
-    from asge.config import ConfigError
-    from asge.runconfig import HOST_KEYS, request_of, resolve
+    from asge.config import HOST_KEYS, ConfigError
+    from asge.runconfig import request_of, resolve
 
     run = planned_runs()[(study, name)]
     host = sorted(k for layer in run_layers(run) for k in layer if k in HOST_KEYS)

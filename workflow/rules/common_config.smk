@@ -88,7 +88,8 @@ def setup_environment(config):
     var = "ASGE_PLUGINS"  # also read by every job (asge.methods); a user's own setting is kept
     already = [p for p in os.environ.get(var, "").split(",") if p]
     os.environ[var] = ",".join(dict.fromkeys([*already, *plugins]))
-    from asge.runconfig import HOST_KEYS, RUNTIME_ENV
+    from asge.config import HOST_KEYS
+    from asge.runconfig import RUNTIME_ENV
 
     bindir = os.path.dirname(sys.executable)
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:

@@ -30,21 +30,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from asge.atomic import atomic_write  # noqa: E402
 from asge.runfolder import hardware_label, read_config, read_metrics  # noqa: E402
+from figsave import save  # noqa: E402
 from wfutil import dataset_classes, dataset_name, method_name, strategy_name  # noqa: E402
 
 #: FF's positive / negative accuracy columns, newest spelling first
 FF_COLUMNS = {("train", "pos"): ("train_pos_acc", "pos_acc"), ("train", "neg"): ("train_neg_acc", "neg_acc"),
               ("validation", "pos"): ("val_pos_acc",), ("validation", "neg"): ("val_neg_acc",)}
-
-
-def save(fig: plt.Figure, png: str, pdf: str) -> None:
-    Path(png).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
-    # no CreationDate: a rebuild from the same runs gives the same bytes
-    atomic_write(pdf, lambda p: fig.savefig(p, format="pdf", bbox_inches="tight", metadata={"CreationDate": None}))
-    plt.close(fig)
 
 
 def layer_number(readout: str) -> int | None:
@@ -250,6 +242,25 @@ def curve_strategy(metrics: dict[str, Any]) -> str:
     return "last" if "last" in (metrics.get("strategies") or {}) else primary
 
 
+def method_marks(items: Sequence[tuple[dict, pd.DataFrame]], strategy: str, primary: str
+                 ) -> tuple[pd.DataFrame, list[float], list[float], set]:
+    """One method's runs (metrics, history) as drawn in the accuracy figure: the validation
+    curves of `strategy` (%, a column per run), its test accuracies, the primary strategy's test
+    accuracies (empty when it is `strategy`) and the readouts drawn."""
+    curves, tests, primaries = [], [], []
+    readouts = set()
+    for m, h in items:
+        ro = strategy_readout(strategy, m)
+        readouts.add(ro)
+        col = f"val_acc_{strategy}" if f"val_acc_{strategy}" in h else "val_acc"  # a strategy's own column wins
+        hh = h[h["readout"] == ro].sort_values("epoch") if col == "val_acc" else h.drop_duplicates("epoch")
+        curves.append(pd.Series(hh[col].to_numpy(dtype=float) * 100, index=hh["epoch"].to_numpy()))
+        tests.append(m["strategies"][strategy]["acc"] * 100)
+        if primary != strategy:
+            primaries.append(m["strategies"][primary]["acc"] * 100)
+    return pd.concat(curves, axis=1), tests, primaries, readouts
+
+
 def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> dict[str, dict[str, Any]]:
     """The accuracy-per-epoch figure; returns what each method's marks show, per method:
     strategy, readout, primary, the line (epoch -> mean %), the star and diamond values."""
@@ -267,18 +278,7 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
         color, name = f"C{i}", method_name(method)
         strategy = curve_strategy(items[0][0])
         primary = items[0][0].get("primary_strategy") or strategy
-        curves, tests, primaries = [], [], []
-        readouts = set()
-        for m, h in items:
-            ro = strategy_readout(strategy, m)
-            readouts.add(ro)
-            col = f"val_acc_{strategy}" if f"val_acc_{strategy}" in h else "val_acc"  # a strategy's own column wins
-            hh = h[h["readout"] == ro].sort_values("epoch") if col == "val_acc" else h.drop_duplicates("epoch")
-            curves.append(pd.Series(hh[col].to_numpy(dtype=float) * 100, index=hh["epoch"].to_numpy()))
-            tests.append(m["strategies"][strategy]["acc"] * 100)
-            if primary != strategy:
-                primaries.append(m["strategies"][primary]["acc"] * 100)
-        curve = pd.concat(curves, axis=1)
+        curve, tests, primaries, readouts = method_marks(items, strategy, primary)
         mean = curve.mean(axis=1)
         ro_text = "/".join(sorted(r.replace("layer", "layer ") for r in readouts if r))
         label = f"{name}: {strategy_name(method, strategy)} Pred ({ro_text}) (n={len(items)})"

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from figures import save
+from figsave import save
 from wfutil import dataset_name, method_name, strategy_name, suite_methods
 
 

@@ -144,15 +144,7 @@ def t8_variants(ctx: Context) -> Table:
         row["Best strategy − BP"] = DASH if role == "bp" else signed(best - top["bp"], 1)
         drow.update({"best_strategy_acc": best, "minus_reference": best - top["reference"],
                      "minus_bp": best - top["bp"]})
-        per_layer = [json.loads(v) for v in g.drop_duplicates("run")["test_acc_per_readout"]] if len(g) else []
-        layers = [100 * sum(v) / len(v) for v in zip(*per_layer)] if per_layer else []
-        row["Test acc. per layer (last epoch)"] = " / ".join(f"{a:.1f}" for a in layers) or DASH
-        row["Last − best layer"] = signed(layers[-1] - max(layers), 1) if len(layers) > 1 else DASH
-        epoch_t = g.drop_duplicates("run")["epoch_time_s_mean"].dropna() if len(g) else []
-        row["Epoch time (s)"] = f"{epoch_t.mean():.0f}" if len(epoch_t) else DASH
-        row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g)})
-        drow.update({"per_layer_test_acc": json.dumps(layers), "epoch_time_s": epoch_t.mean() if len(epoch_t)
-                     else math.nan})
+        layer_cells(g, row, drow)
         show.append(row)
         data.append(drow)
 
@@ -164,12 +156,26 @@ def t8_variants(ctx: Context) -> Table:
             "reference" if variant == "reference" else "")
     notes = ctx.measured_note(abl)
     if spec:
-        notes.append(f"{method_name(spec.get('method', 'asge'))} on {dataset_name(dataset)}: each variant changes the listed "
-                     f"keys of the reference; 'Last − best layer' < 0 means accuracy declines with depth. "
-                     f"'Best strategy' is the highest of the strategies' test accuracies: a yardstick for "
-                     f"comparing variants, optimistic because it is taken on the test set (no model is "
-                     f"selected with it; Fusion is ASGE's headline strategy). Choose a recipe on the "
-                     f"'val. acc.' columns (the run's held-out validation split, never the test set); "
-                     f"the Best strategy's validation accuracy is optimistic too, its layer is chosen on "
-                     f"that split.")
+        notes.append(T8_NOTE.format(method=method_name(spec.get("method", "asge")), dataset=dataset_name(dataset)))
     return Table(pd.DataFrame(data), pd.DataFrame(show), notes)
+
+
+T8_NOTE = ("{method} on {dataset}: each variant changes the listed keys of the reference; 'Last − best layer' < 0 "
+           "means accuracy declines with depth. 'Best strategy' is the highest of the strategies' test accuracies: "
+           "a yardstick for comparing variants, optimistic because it is taken on the test set (no model is "
+           "selected with it; Fusion is ASGE's headline strategy). Choose a recipe on the 'val. acc.' columns (the "
+           "run's held-out validation split, never the test set); the Best strategy's validation accuracy is "
+           "optimistic too, its layer is chosen on that split.")
+
+
+def layer_cells(g: pd.DataFrame, row: dict[str, Any], drow: dict[str, Any]) -> None:
+    """The per-layer test accuracy (mean over the variant's runs), epoch time, seeds and epochs
+    of one T8 row, into its display `row` and data `drow`."""
+    per_layer = [json.loads(v) for v in g.drop_duplicates("run")["test_acc_per_readout"]] if len(g) else []
+    layers = [100 * sum(v) / len(v) for v in zip(*per_layer)] if per_layer else []
+    row["Test acc. per layer (last epoch)"] = " / ".join(f"{a:.1f}" for a in layers) or DASH
+    row["Last − best layer"] = signed(layers[-1] - max(layers), 1) if len(layers) > 1 else DASH
+    epoch_t = g.drop_duplicates("run")["epoch_time_s_mean"].dropna() if len(g) else []
+    row["Epoch time (s)"] = f"{epoch_t.mean():.0f}" if len(epoch_t) else DASH
+    row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g)})
+    drow.update({"per_layer_test_acc": json.dumps(layers), "epoch_time_s": epoch_t.mean() if len(epoch_t) else math.nan})
