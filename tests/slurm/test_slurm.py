@@ -8,7 +8,9 @@ this module and stops the cluster again. It checks, in temporary copies of the w
   the profile asked for, and no GPU; the tables equal those of a local run (`--cores 2`),
   timing columns aside;
 - a training job cancelled with scancel in the middle of an epoch: rerunning the workflow
-  resumes that run from its checkpoint (not from scratch) and finishes it.
+  resumes that run from its checkpoint (not from scratch) and finishes it;
+- the cluster enforces memory requests (as real clusters do): a job over its --mem is killed,
+  so the tiny preset's jobs completing within theirs means the requests suffice.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.test_workflow import REPO, check, write_mnist_like
 from tests.test_workflow import snakemake as run_tiny
@@ -30,6 +33,7 @@ pytestmark = pytest.mark.slurm
 
 ACCOUNT = os.environ.get("ASGE_SLURM_ACCOUNT", "asge")
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+TINY_MEM_MB = yaml.safe_load((REPO / "config" / "presets" / "tiny.yaml").read_text())["resources"]["mem_mb"]
 # Table columns that measure time or speed: they differ between any two runs.
 TIMING = re.compile(r"time|per_s|speed|duration")
 
@@ -120,8 +124,8 @@ def test_every_training_job_goes_through_sbatch_and_completes(runs):
         assert r["State"] == "COMPLETED" and r["ExitCode"] == "0:0", r
         assert r["Comment"].startswith("rule_train_wildcards_"), r
         assert r["Account"] == ACCOUNT and r["Partition"] == "cpu", r
-        # the tiny preset's resources: 1 thread, 1000 MB, 10 minutes, no GPU
-        assert r["AllocCPUS"] == "1" and r["ReqMem"] in ("1000M", "1000Mn"), r
+        # the tiny preset's resources: 1 thread, its mem_mb, 10 minutes, no GPU
+        assert r["AllocCPUS"] == "1" and r["ReqMem"] in (f"{TINY_MEM_MB}M", f"{TINY_MEM_MB}Mn"), r
         assert r["Timelimit"] == "00:10:00", r
         assert "gpu" not in r["AllocTRES"], r
 
@@ -213,3 +217,25 @@ def test_multi_gpu_run_is_one_torchrun_in_one_allocation(small):
     print(f"\nmulti-GPU submission (refused here: no GPUs): {call}")
     for flag in ("--gpus=4", "--nodes=1", "--cpus-per-task=2", "--mem 1000", "-t 10", f"-A {ACCOUNT}"):
         assert flag in call, (flag, call)
+
+
+def test_the_cluster_kills_a_job_over_its_memory_request(tmp_path):
+    """Without enforcement, the memory requests above would pass here and fail on a real cluster."""
+    hog = "import time; a = bytearray(600 * 2**20); time.sleep(20)"  # 600 MB touched (zero-filled)
+    res = subprocess.run(["sbatch", "--parsable", "-A", ACCOUNT, "--mem", "200", "-t", "2", "-o", str(tmp_path / "hog.out"),
+                          "--wrap", f"{sys.executable} -c '{hog}'"], capture_output=True, text=True, check=True)
+    jobid = res.stdout.strip().split(";")[0]
+    deadline = time.time() + 180
+    state = {}
+    while time.time() < deadline:
+        rows = sacct([jobid], "JobID,State,ExitCode")  # none until slurmdbd has recorded the job
+        state = rows[0] if rows else {}
+        if state.get("State") not in (None, "PENDING", "RUNNING", "REQUEUED", ""):
+            break
+        time.sleep(2)
+    else:
+        pytest.fail(f"job {jobid} still running after 3 minutes: {state}")
+    print(f"\nmemory enforcement: a job asking for 200 MB that uses 600 MB ended {state['State']} "
+          f"(exit {state['ExitCode']})")
+    # killed by SIGKILL (exit "0:9"), not failed for another reason; without enforcement: COMPLETED
+    assert state["State"] in ("FAILED", "OUT_OF_MEMORY", "CANCELLED") and state["ExitCode"].endswith(":9"), state

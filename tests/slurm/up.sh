@@ -148,6 +148,11 @@ SlurmdLogFile=$STATE/log/slurmd.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
+# memory requests are enforced, as on a real cluster (there by cgroups): a job step whose processes
+# use more than its --mem (PSS, polled every 2 s) is killed, so a preset that asks too little fails
+# the test instead of passing here and failing there
+JobAcctGatherParams=OverMemoryKill,UsePss
+JobAcctGatherFrequency=task=2
 MpiDefault=none
 # jobs get cores and memory as requested (--cpus-per-task, --mem)
 SelectType=select/cons_tres
