@@ -203,20 +203,20 @@ def train_launcher(wildcards):
 
 
 # --- tables and figures --------------------------------------------------------------------------
-#: the tables of workflow/scripts/tables.py (T9 in tables_paired.py): name -> (report label,
-#: report category); each has its caption in workflow/report/<name>.rst
-TABLES = {
-    "T1_main": ("T1. Main comparison", "Tables"),
-    "T2_strategies": ("T2. Prediction strategies", "Tables"),
-    "T3_pooling": ("T3. Pooling ablation", "Tables"),
-    "T4_alpha": ("T4. α ablation", "Tables"),
-    "T5_imagenet": ("T5. ImageNet", "Tables"),
-    "T8_variants": ("T8. ASGE variants", "Tables"),
-    "T9_paired": ("T9. ASGE against each baseline, paired by seed", "Tables"),
-    "T10_budget": ("T10. Short budget against convergence", "Tables"),
-    "T11_convergence": ("T11. Convergence of each run", "Tables"),
-    "T6_cost": ("T6. Training cost", "Cost"),
-}
+def _table_registry():
+    """workflow/scripts/table_registry.py, the one list of the tables (standard library only)."""
+    import importlib.util
+
+    path = Path(workflow.current_basedir).parent / "scripts" / "table_registry.py"
+    spec = importlib.util.spec_from_file_location("table_registry", path)
+    registry = importlib.util.module_from_spec(spec)  # (not `module`: a Snakemake keyword)
+    spec.loader.exec_module(registry)
+    return registry
+
+
+#: the tables of workflow/scripts/tables.py: name -> (report label, report category); each has
+#: its caption in workflow/report/<name>.rst
+TABLES = {name: (t.report_label, t.category) for name, t in _table_registry().TABLES.items()}
 TABLE_FORMATS = ("md", "tex", "csv", "html")
 #: the figures: name -> (kind drawn by workflow/scripts/figures.py, caption file stem in
 #: workflow/report/, report category, report label); fig_accuracy_<data set> is one per data set

@@ -6,8 +6,9 @@ against each baseline paired by seed (tables_paired.py), T10 budget and T11 conv
 (tables_budget.py); T3, T4 and T8 are built in tables_ablation.py. Every measured number comes from a run
 of this suite, named with its seeds, epochs and hardware; a cell without runs says "not run".
 
-One function per table (`TABLES`) turns the runs into a `Table`: the tidy numbers (one row per
-table row, raw values: the CSV), their display strings and the notes; `write` formats it.
+One function per table (`BUILDERS`; the list of tables with titles and labels: table_registry.py)
+turns the runs into a `Table`: the tidy numbers (one row per table row, raw values: the CSV),
+their display strings and the notes; `write` formats it.
 `Table` and `Context` live in wfutil (shared with tables_paired), the statistics in stats.
 Method names come from the method registry, data set names from the data set catalog.
 """
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from stats import bootstrap_mean_ci, t_interval
+from table_registry import TABLES
 from tables_ablation import ablation, t8_variants
 from tables_budget import t10_budget, t11_convergence
 from tables_paired import t9_paired
@@ -239,23 +241,22 @@ def t6_cost(ctx: Context) -> Table:
     return Table(pd.DataFrame(data), pd.DataFrame(show), notes)
 
 
-#: every table of this script: name -> (function, title, LaTeX label)
-TABLES: dict[str, tuple[Callable[[Context], Table], str, str]] = {
-    "T1_main": (t1_main, "T1. Main comparison: test accuracy (%) measured here vs. reported", "tab:main"),
-    "T2_strategies": (t2_strategies, "T2. Prediction strategies: accuracy, inference parameters and memory",
-                      "tab:strategies"),
-    "T3_pooling": (lambda ctx: ablation(ctx, "pooling"), "T3. Pooling ablation (ASGE)", "tab:pooling"),
-    "T4_alpha": (lambda ctx: ablation(ctx, "alpha"), "T4. Patch-rule exponent α ablation (ASGE)", "tab:alpha"),
-    "T5_imagenet": (t5_imagenet, "T5. ImageNet top-1 / top-5 (%) beside both paper versions", "tab:imagenet"),
-    "T6_cost": (t6_cost, "T6. Training cost per method", "tab:cost"),
-    "T8_variants": (t8_variants, "T8. ASGE variants (recipe study / ablations) beside BP", "tab:variants"),
-    "T9_paired": (t9_paired, "T9. ASGE against each baseline, paired by seed: difference in test accuracy "
-                  "(percentage points)", "tab:paired"),
-    "T10_budget": (t10_budget, "T10. Short budget against convergence: test accuracy (%) and gap to BP", "tab:budget"),
-    "T11_convergence": (t11_convergence, "T11. Did each run converge? Best validation accuracy and its last "
-                        "three epochs' gain", "tab:convergence"),
+#: the function of every table in table_registry.TABLES (titles and labels are there)
+BUILDERS: dict[str, Callable[[Context], Table]] = {
+    "T1_main": t1_main,
+    "T2_strategies": t2_strategies,
+    "T3_pooling": lambda ctx: ablation(ctx, "pooling"),
+    "T4_alpha": lambda ctx: ablation(ctx, "alpha"),
+    "T5_imagenet": t5_imagenet,
+    "T6_cost": t6_cost,
+    "T8_variants": t8_variants,
+    "T9_paired": t9_paired,
+    "T10_budget": t10_budget,
+    "T11_convergence": t11_convergence,
 }
-TITLES = {name: (title, label) for name, (_, title, label) in TABLES.items()}
+if set(BUILDERS) != set(TABLES):
+    raise RuntimeError(f"tables.py builds {sorted(BUILDERS)} but table_registry lists {sorted(TABLES)}: keep them equal")
+TITLES = {name: (spec.title, spec.latex_label) for name, spec in TABLES.items()}
 
 
 def build(name: str, runs: pd.DataFrame, cfg: dict[str, Any], budget_runs: pd.DataFrame | None = None) -> Table:
@@ -263,7 +264,7 @@ def build(name: str, runs: pd.DataFrame, cfg: dict[str, Any], budget_runs: pd.Da
     shorter-budget study's runs.csv (T10 only)."""
     ctx = Context(runs, cfg)
     ctx.budget_runs = budget_runs
-    table = TABLES[name][0](ctx)
+    table = BUILDERS[name](ctx)
     if cfg.get("finished_only"):  # a study in progress: say why cells are empty
         table.notes.append("Built from the finished runs only (finished_only: true): a cell without runs may "
                            "be a run that has not finished yet, not one left out of the study.")
