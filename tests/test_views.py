@@ -243,3 +243,21 @@ def test_dataset_input_survives_the_insert_race(tmp_path, monkeypatch):
     ds = calls[-1][0].dataset
     assert ds.name == "mnist" and json.loads(ds.profile)["splits"] == {"train": 10, "val": 5, "test": 5}
     assert json.loads(ds.source)["uri"].startswith("not found under")  # no MNIST in tmp_path: said so
+
+
+def test_fig_cost_draws_parameters_of_the_data_set_with_most_methods(tmp_path):
+    """A study in progress (finished_only): the first data set in runs.csv lacks some methods; the
+    parameter panel shows the data set on which most methods ran, and names a method missing there."""
+    rows = []
+    for dataset, methods in (("cifar10", ("asge", "bp")), ("fashionmnist", ("asge", "bp", "cwc")),
+                             ("mnist", ("bpvgg",))):
+        for m in methods:
+            rows.append({"study": "main", "method": m, "dataset": dataset, "is_primary": True, "epochs": 2,
+                         "strategy": {"asge": "fusion", "bp": "last", "cwc": "ga", "bpvgg": "last"}[m],
+                         "epoch_time_s_mean": 10.0, "inference_params": 1000 * (1 + len(m)), "hardware": "CPU"})
+    runs = tmp_path / "runs.csv"
+    pd.DataFrame(rows).to_csv(runs, index=False)
+    png, pdf = tmp_path / "c.png", tmp_path / "c.pdf"
+    stats = figures.fig_cost(str(runs), str(png), str(pdf), ["asge", "bp", "cwc", "bpvgg"])
+    assert png.stat().st_size > 0 and pdf.stat().st_size > 0
+    assert set(stats["dataset"]) == {"cifar10", "fashionmnist", "mnist"}

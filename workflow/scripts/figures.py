@@ -343,14 +343,16 @@ def fig_cost(runs_csv: str, png: str, pdf: str, order: Sequence[str] = ()) -> pd
     ax_t.set_title("training: time per epoch", fontsize=9)
     ax_t.legend(fontsize=8, loc="best")
     ax_t.grid(alpha=0.3, axis="y")
-    first = stats[stats["dataset"] == datasets[0]].set_index("method").reindex(methods)
+    # one data set (parameters differ between data sets): the one with the most methods run
+    counts = prim.groupby("dataset")["method"].nunique()
+    shown = max(datasets, key=lambda d: counts[d])
+    first = stats[stats["dataset"] == shown].set_index("method").reindex(methods)
     ax_p.bar(x, first["params"].to_numpy(dtype=float), color=[f"C{i}" for i in range(len(methods))])
-    ax_p.set_xticks(x, [f"{method_name(m)}\n{strategy_name(m, s)} Pred" for m, s in
-                        zip(methods, first["strategy"])])
+    ax_p.set_xticks(x, [f"{method_name(m)}\n{strategy_name(m, s)} Pred" if isinstance(s, str)
+                        else f"{method_name(m)}\n(not run on it)" for m, s in zip(methods, first["strategy"])])
     ax_p.set_yscale("log")
     ax_p.set_ylabel("parameters at inference")
-    ax_p.set_title(f"inference: parameters of the primary strategy ({dataset_name(datasets[0])})",
-                   fontsize=9)
+    ax_p.set_title(f"inference: parameters of the primary strategy ({dataset_name(shown)})", fontsize=9)
     ax_p.grid(alpha=0.3, axis="y")
     hardware = ", ".join(sorted(set(prim["hardware"].astype(str))))
     fig.suptitle(f"Cost, measured here · {hardware} · epochs {', '.join(map(str, sorted(prim['epochs'].unique())))}",
