@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from figsave import save
 from wfutil import dataset_name, method_name, strategy_name, suite_methods
@@ -65,13 +66,17 @@ def fig_budget(short_csv: str, long_csv: str, reported: Sequence[dict[str, Any]]
                 ax.axhline(float(rep[-1]["value"]), color=color, linestyle=":", linewidth=1.2,
                            label=f"{method_name(m)} reported {float(rep[-1]['value']):.2f} (paper scale)")
         ax.set_xscale("log")
+        budgets = sorted({e for (dd, _), pts in shown.items() if dd == d for e, _, _ in pts})
+        ax.set_xticks(budgets, [f"{e:g}" for e in budgets])  # the budgets drawn, not 2x10^0
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training epochs (log scale)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(dataset_name(d), fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6.5, loc="lower right")
     fig.suptitle("Test accuracy at the short budget and at convergence, measured here (band: min..max over "
-                 "seeds; dotted: the paper's number at its own scale)", fontsize=9)
+                 "seeds; dotted: the paper's number at its own scale;\nthe two budgets' nets may differ in width: "
+                 "T10 gives each one's parameters)", fontsize=9)
     fig.tight_layout()
     save(fig, png, pdf)
     return shown
