@@ -191,3 +191,20 @@ def test_only_asge_methods_imports_the_method_modules():
             "print(sorted(r.registered()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(sorted(list_methods()))
+
+
+def test_each_key_says_its_role_and_only_result_keys_enter_the_digest():
+    from asge.config import COMMON_KEYS, HOST_KEYS, RUNTIME_KEYS, Key, changes_result, method_keys, result_digest
+
+    assert set(HOST_KEYS) <= set(RUNTIME_KEYS) and {"threads", "data_root", "device"} <= set(RUNTIME_KEYS)
+    assert changes_result("lr") and not changes_result("threads") and not changes_result("epochs")
+    assert all(changes_result(k) == (COMMON_KEYS[k].role == "result" and k != "epochs") for k in COMMON_KEYS)
+    cfg = {"method": "bp", "lr": 1e-3, "threads": 1, "device": "cpu", "epochs": 3}
+    assert result_digest(cfg) == result_digest({**cfg, "threads": 2, "device": "cuda", "epochs": 9})
+    assert result_digest(cfg) != result_digest({**cfg, "lr": 2e-3})
+    with pytest.raises(ValueError, match="role"):
+        Key(1, (int,), "x", role="sometimes")
+    own = types.new_class("Own", (), {})
+    own.keys = {"my_threads": Key(1, (int,), "x", role="runtime")}
+    with pytest.raises(RuntimeError, match="must have role 'result'"):
+        method_keys(own)
