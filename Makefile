@@ -35,11 +35,15 @@ lint: $(VENV)/.installed
 	$(BIN)/snakemake --lint
 
 # Headless Chromium over the Snakemake report and the MLflow UI of a finished preset
-# (installs Debian's chromium when missing; docs/operating.md#browser-check). Not in `test`.
+# (installs Debian's chromium and chromium-driver when missing, and selenium; docs/operating.md#browser-check). Not in `test`.
 PRESET ?= smoke
+SNAKEMAKE_ARGS ?=
+DOCS_SHOT ?=
 .PHONY: browser-check
 browser-check: $(VENV)/.installed
-	$(BIN)/python tests/browser/check.py --preset $(PRESET)
+	$(BIN)/python -m pip install --quiet -e '.[browser]'
+	$(BIN)/python tests/browser/check.py --preset $(PRESET) --snakemake-args "$(SNAKEMAKE_ARGS)" \
+		$(if $(DOCS_SHOT),--docs-shot $(DOCS_SHOT))
 
 # One GPU, at most 10 minutes: environment, bench (eager and compiled), ASGE and BP on CIFAR-10
 # (docs/benchmarks.md, "GPU: how to check"). Exits non-zero if a phase fails; refuses a CPU.

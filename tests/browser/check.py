@@ -4,20 +4,25 @@
 
 Not part of the default test run (it needs a browser and a finished workflow). It
 
-1. finds Chromium, or installs Debian's `chromium` with apt-get (as root) when it is missing;
+1. finds Chromium and chromedriver, or installs Debian's `chromium` and `chromium-driver` with
+   apt-get (as root) when one is missing; Selenium drives it (the `browser` extra);
 2. builds the preset's report (`snakemake --report`) unless --report names one, unpacks it,
    loads its landing page and every table in it, and fails if a table has no data row or the
    landing page lacks the report categories;
-3. starts `mlflow ui` on 127.0.0.1 (a free port, telemetry off) on the store, opens the runs
-   table of `<prefix>main` at the URL that the README's `python -m asge.tracking links` prints
-   (fresh profile: nothing stored in the browser), then the compare view of an ASGE and a BP run,
-   and fails if the runs table or the compare view does not list the runs;
+3. imports the preset's finished run folders into the store (idempotent, as the README says for
+   committed results), starts `mlflow ui` on 127.0.0.1 (a free port, telemetry off) and follows
+   the README's clicks from a fresh profile: its URL, "Model training" in the sidebar, the
+   experiment `<prefix>main`, tick an ASGE and a BP run, Compare, then the metric `val_acc_last`;
+   it fails where a click finds nothing or the chart does not draw both runs;
 4. saves a screenshot of each page under --out (default results/<preset>/browser/) and, with
-   --docs-shot FILE, copies the compare view there.
+   --docs-shot FILE, copies the chart there.
 
-Every Chromium call is a fresh, isolated, headless process: --no-sandbox --disable-gpu
---disable-quic --no-first-run --disable-background-networking --disable-component-update
---disable-sync and a new --user-data-dir; the only server is mlflow on the loopback interface.
+    make browser-check PRESET=converged SNAKEMAKE_ARGS=finished_only=true \
+        DOCS_SHOT=docs/mlflow_compare.png     # the README's screenshot
+
+Every Chromium is a fresh, isolated, headless process: --no-sandbox --disable-gpu --disable-quic
+--no-first-run --disable-background-networking --disable-component-update --disable-sync and a
+new --user-data-dir; the only server is mlflow on the loopback interface.
 """
 from __future__ import annotations
 
@@ -32,18 +37,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
-
-from asge.tracking_store import runs_table_links
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--hide-scrollbars"]
 CATEGORIES = ("Tables", "Paper figures", "Accuracy", "Cost")
+# every method logs it per epoch (its last readout): the README's chart of two methods' runs
+CHART_METRIC = "val_acc_last"
 
 
 class CheckFailed(RuntimeError):
@@ -55,16 +60,16 @@ def log(msg: str) -> None:
 
 
 def chromium() -> str:
-    """The Chromium binary; installs Debian's package when none is found and we are root."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
+    """The Chromium binary; installs Debian's chromium and its driver when either is missing and we are root."""
+    found = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    if found and shutil.which("chromedriver"):
+        return found
     if os.geteuid() != 0:
-        raise CheckFailed("no Chromium found; install it (Debian: `sudo apt-get install chromium`) and rerun")
-    log("installing chromium with apt-get")
+        raise CheckFailed("no Chromium found; install it (Debian: `sudo apt-get install chromium chromium-driver`)")
+    log("installing chromium and chromium-driver with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], check=True, env=env)
     return shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -148,11 +153,77 @@ def start_mlflow(store: str, port: int, logfile: Path) -> subprocess.Popen:
     raise CheckFailed(f"mlflow ui did not answer on 127.0.0.1:{port} within 180 s; see {logfile}")
 
 
+def webdriver_chromium(browser: str, size: str = "1600,1000") -> Any:
+    """Selenium on Chromium with a fresh profile: nothing stored in the browser, as a new user's."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError as e:
+        raise CheckFailed("selenium is missing: `pip install -e '.[browser]'` (make browser-check does it)") from e
+    driver = shutil.which("chromedriver")
+    if driver is None:
+        raise CheckFailed("no chromedriver found; install it (Debian: `sudo apt-get install chromium-driver`)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    for flag in [f for f in FLAGS if f != "--headless"] + ["--headless=new", f"--window-size={size}",
+                                                          f"--user-data-dir={profile}"]:
+        opts.add_argument(flag)
+    web = webdriver.Chrome(service=Service(driver), options=opts)
+    web.implicitly_wait(30)  # each find waits for the page's scripts to draw what it looks for
+    return web
+
+
+def click(web: Any, xpath: str, what: str) -> Any:
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        el = web.find_element("xpath", xpath)
+        web.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+        el.click()
+    except WebDriverException as e:
+        raise CheckFailed(f"could not click {what} at {web.current_url}: {e.msg}") from None
+    return el
+
+
+def tick_run(web: Any, name: str) -> None:
+    """Tick a run's row in the runs table (ag-grid keeps the checkbox in a pinned copy of the row)."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        row = web.find_element("xpath", f"//a[normalize-space(.)='{name}']/ancestor::div[@role='row']")
+    except WebDriverException:
+        raise CheckFailed(f"the runs table at {web.current_url} does not list {name}") from None
+    row = row.get_attribute("row-index")
+    click(web, f"//div[@role='row' and @row-index='{row}']//input[contains(@class, 'ag-checkbox-input')]",
+          f"the checkbox of {name}")
+
+
+def scroll_to_link(web: Any, text: str, what: str) -> None:
+    """Click link `text` in a scrolled, virtualised table (rows far down are not in the DOM yet)."""
+    first = web.find_element("xpath", "//a[contains(@href, '#/metric?')]")
+    box = web.execute_script("let e = arguments[0]; while (e && !(e.scrollHeight > e.clientHeight + 5 && "
+                             "getComputedStyle(e).overflowY != 'visible')) e = e.parentElement; return e;", first)
+    web.implicitly_wait(0)
+    try:
+        for _ in range(200):
+            if web.find_elements("xpath", f"//a[normalize-space(.)='{text}']") or box is None:
+                break
+            web.execute_script("arguments[0].scrollTop += 150", box)
+            time.sleep(0.1)
+    finally:
+        web.implicitly_wait(30)
+    click(web, f"//a[normalize-space(.)='{text}']", what)
+
+
 def check_mlflow(browser: str, store: str, experiment: str, pair: tuple[str, str], out: Path,
                  docs_shot: Path | None) -> None:
+    """The README's clicks, from a fresh profile: its URL, "Model training", the experiment, two
+    runs ticked, Compare, then the metric `CHART_METRIC`, whose chart must draw both runs."""
     port = free_port()
     proc = start_mlflow(store, port, out / "mlflow_ui.log")
     base = f"http://127.0.0.1:{port}"
+    web = None
     try:
         found = api(base, "experiments/search", {"max_results": 1000})["experiments"]
         exp = next((e for e in found if e["name"] == experiment), None)
@@ -160,34 +231,66 @@ def check_mlflow(browser: str, store: str, experiment: str, pair: tuple[str, str
             raise CheckFailed(f"experiment {experiment!r} is not in {store}")
         runs = api(base, "runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000,
                                          "filter": "tags.asge.superseded IS NULL"})["runs"]
-        by_name = {r["info"]["run_name"]: r["info"]["run_id"] for r in runs}
-        if not by_name:
-            raise CheckFailed(f"experiment {experiment!r} has no current run")
-        # the README's step: the URL that `python -m asge.tracking links` prints for the experiment
-        table_url = dict(runs_table_links(store, base))[experiment]
-        dom = browse(browser, table_url, out / "mlflow_runs.png", wait_ms=25000)
-        listed = [n for n in by_name if n in dom]
-        if not listed:
-            raise CheckFailed(f"the MLflow runs table of {experiment!r} lists none of its {len(by_name)} runs")
-        log(f"mlflow runs table: {len(listed)} of {len(by_name)} runs listed")
-        ids = [by_name.get(n) for n in pair]
-        if None in ids:
-            raise CheckFailed(f"runs {pair} are not both in {experiment!r} ({sorted(by_name)})")
-        q = urllib.parse.quote(json.dumps(ids, separators=(",", ":")))
-        e = urllib.parse.quote(json.dumps([exp["experiment_id"]], separators=(",", ":")))
-        compare_url = f"{base}/#/compare-runs?runs={q}&experiments={e}&workflowType=machine_learning"
-        # tall: the parameter and metric tables below the plot are part of the view
-        dom = browse(browser, compare_url, out / "mlflow_compare.png", wait_ms=25000, size="1600,2200")
-        if not all(n in dom for n in pair):
-            raise CheckFailed(f"the MLflow compare view does not show both {pair}")
+        names = {r["info"]["run_name"] for r in runs}
+        if not set(pair) <= names:
+            raise CheckFailed(f"runs {pair} are not both in {experiment!r} ({sorted(names)})")
+        web = webdriver_chromium(browser)
+        web.get(base)  # the README's URL
+        click(web, "//*[normalize-space(text())='Model training']", "the sidebar's 'Model training'")
+        web.save_screenshot(str(out / "mlflow_home.png"))
+        click(web, f"//a[normalize-space(.)='{experiment}']", f"the experiment {experiment}")
+        for name in pair:
+            tick_run(web, name)
+        listed = [n for n in names if web.find_elements("xpath", f"//a[normalize-space(.)='{n}']")]
+        log(f"mlflow runs table at {web.current_url.split('?')[0]}: {len(listed)} of {len(names)} runs listed")
+        web.save_screenshot(str(out / "mlflow_runs.png"))
+        click(web, "//button[normalize-space(.)='Compare']", "Compare")
+        for name in pair:
+            web.find_element("xpath", f"//*[normalize-space(text())='{name}']")
+        web.set_window_size(1600, 2200)  # the parameter and metric tables below the plot are part of the view
+        web.save_screenshot(str(out / "mlflow_compare.png"))
         log(f"mlflow compare view shows {pair[0]} and {pair[1]}")
+        web.set_window_size(1600, 1000)
+        scroll_to_link(web, CHART_METRIC, f"the metric {CHART_METRIC} in the compare view")
+        web.find_element("css selector", ".js-plotly-plot")
+        drawn = [n for n in pair if web.find_elements("xpath", f"//*[normalize-space(text())='{n} ({CHART_METRIC})']")]
+        if drawn != list(pair):
+            raise CheckFailed(f"the {CHART_METRIC} chart draws {drawn}, not both of {pair}")
+        time.sleep(2)  # plotly's transition
+        web.save_screenshot(str(out / "mlflow_chart.png"))
+        log(f"mlflow chart of {CHART_METRIC} draws {pair[0]} and {pair[1]}")
         if docs_shot is not None:
             docs_shot.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(out / "mlflow_compare.png", docs_shot)
-            log(f"compare view copied to {docs_shot}")
+            shutil.copy(out / "mlflow_chart.png", docs_shot)
+            log(f"chart copied to {docs_shot}")
     finally:
+        if web is not None:
+            web.quit()
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def import_runs(runs: Path, store: str, prefix: str) -> None:
+    """The preset's finished run folders into the store, as the README says for committed results
+    (idempotent: runs already there are skipped)."""
+    if not runs.is_dir():
+        return
+    cmd = [sys.executable, "-m", "asge.tracking", "import", str(runs), "--uri", store, "--experiment-prefix", prefix]
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800,
+                       env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    if p.returncode != 0:
+        raise CheckFailed(f"importing {runs} into {store} failed: {p.stderr[-3000:]}")
+    log(p.stdout.strip().splitlines()[-1] if p.stdout.strip() else f"imported {runs}")
+
+
+def default_pair(runs_csv: Path) -> tuple[str, str]:
+    """ASGE and BP of the lowest seed, on CIFAR-10 where the main study has it (the README's pair)."""
+    import pandas as pd
+
+    main_runs = pd.read_csv(runs_csv).query("study == 'main'")
+    d = "cifar10" if "cifar10" in set(main_runs["dataset"]) else main_runs["dataset"].iloc[0]
+    s = main_runs.query("dataset == @d")["seed"].min()
+    return f"asge-{d}-s{s}", f"bp-{d}-s{s}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,9 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", default=None, help="tracking URI (default: sqlite:///<repo>/mlflow.db)")
     ap.add_argument("--report", type=Path, default=None, help="a report zip (default: build one)")
     ap.add_argument("--out", type=Path, default=None, help="screenshots (default: <repo>/results/<preset>/browser)")
-    ap.add_argument("--compare", default=None, help="two run names, comma-separated (default: asge/bp on the "
-                                                    "first data set of the runs table)")
-    ap.add_argument("--docs-shot", type=Path, default=None, help="copy the compare view's screenshot here")
+    ap.add_argument("--compare", default=None, help="two run names, comma-separated (default: asge/bp, lowest "
+                                                    "seed, on CIFAR-10 or else the runs table's first data set)")
+    ap.add_argument("--docs-shot", type=Path, default=None, help="copy the chart's screenshot here")
     ap.add_argument("--snakemake-args", default="", help="extra arguments for `snakemake --report`")
     args = ap.parse_args(argv)
     repo = args.repo.resolve()
@@ -218,16 +321,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise CheckFailed(f"snakemake --report failed: {p.stderr[-3000:]}")
         check_report(browser, report.resolve(), out)
         prefix = "" if args.preset == "paper" else f"{args.preset}-"
-        if args.compare:
-            pair = tuple(args.compare.split(","))
-        else:
-            runs_csv = repo / "results" / ("" if args.preset == "paper" else args.preset) / "tables" / "runs.csv"
-            import pandas as pd
-
-            main_runs = pd.read_csv(runs_csv).query("study == 'main'")
-            d = main_runs["dataset"].iloc[0]
-            pair = (f"asge-{d}-s{main_runs['seed'].min()}", f"bp-{d}-s{main_runs['seed'].min()}")
+        results = repo / "results" / ("" if args.preset == "paper" else args.preset)
         store = args.store or f"sqlite:///{repo / 'mlflow.db'}"
+        import_runs(results / "runs", store, prefix)
+        pair = tuple(args.compare.split(",")) if args.compare else default_pair(results / "tables" / "runs.csv")
         check_mlflow(browser, store, f"{prefix}main", pair, out, args.docs_shot)
     except CheckFailed as e:
         log(f"FAILED: {e}")
