@@ -231,6 +231,13 @@ def test_a_fresh_clone_of_committed_runs_retrains_nothing(tiny, tmp_path):
     for rel in tables + figures:
         assert (clone / rel).read_bytes() == (work / rel).read_bytes(), rel
 
+    # its report: the run folders have no Snakemake metadata here (no job made them), which
+    # Snakemake warns once per file; the workflow folds that into one line (issue #28, item 13)
+    out = check(snakemake(clone, data, "--report", "report.zip"))
+    assert "Missing metadata for file" not in out
+    n = int(re.search(r"Note: (\d+) outputs have no Snakemake metadata", out).group(1))
+    assert n == len(list((clone / "results" / "tiny" / "runs").glob("*/*/*.*"))), out[-2000:]
+
 
 def test_budget_table_and_figure_against_a_shorter_study(tiny, tmp_path):
     """`budget_reference` (the converged preset's key) adds T10 and fig_budget, built from this
