@@ -49,4 +49,4 @@ browser-check: $(VENV)/.installed
 # (docs/benchmarks.md, "GPU: how to check"). Exits non-zero if a phase fails; refuses a CPU.
 .PHONY: gpu-check
 gpu-check: $(VENV)/.installed
-	$(BIN)/python -m asge.gpucheck --out results/gpucheck
+	$(BIN)/python -m tools.gpucheck --out results/gpucheck

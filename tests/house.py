@@ -2,8 +2,8 @@
 
     python -m tests.house          # prints the report that issue #27's closing note quotes
 
-Floors: the longest chain of internal imports (a module imports another of `asge`, `baselines`
-or `workflow/scripts`), counting the modules on it; imports inside functions count (they are
+Floors: the longest chain of internal imports (a module imports another of `asge`, `baselines`,
+`tools` or `workflow/scripts`), counting the modules on it; imports inside functions count (they are
 dependencies too), imports under `if TYPE_CHECKING:` do not (they never run).
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def source_files() -> list[Path]:
     """The library and workflow sources (not tests)."""
-    return sorted([*REPO.glob("asge/**/*.py"), *REPO.glob("baselines/**/*.py"), *REPO.glob("workflow/scripts/*.py")])
+    return sorted([*REPO.glob("asge/**/*.py"), *REPO.glob("baselines/**/*.py"), *REPO.glob("tools/*.py"),
+                   *REPO.glob("workflow/scripts/*.py")])
 
 
 def module_name(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""asge.bench's command line: variant specs with list values, the reference row, the allocator switch."""
+"""tools.bench's command line: variant specs with list values, the reference row, the allocator switch."""
 from __future__ import annotations
 
 from asge import bench

@@ -1,7 +1,7 @@
 """The GPU code paths run on the CPU: bf16 autocast, channels_last and torch.compile train every
 registered method for one tiny epoch and land where fp32 lands; compile time is kept out of the
 epoch time; the bench's saved-activation count leaves out autocast's weight copies; the GPU
-acceptance script (asge.gpucheck) runs end to end with --allow-cpu."""
+acceptance script (tools.gpucheck) runs end to end with --allow-cpu."""
 from __future__ import annotations
 
 import argparse

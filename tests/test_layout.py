@@ -11,7 +11,7 @@ MAX_LINES = 400
 
 def test_registry_imports_no_method_module():
     code = ("import sys, asge.registry; "
-            "print(sorted(m for m in sys.modules if m.startswith('baselines') or m in ('asge.asge_method', 'asge.methods')))")
+            "print(sorted(m for m in sys.modules if m.startswith('baselines') or m in ('asge.methods.asge', 'asge.methods')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
 

@@ -182,11 +182,11 @@ def test_only_asge_methods_imports_the_method_modules():
     from pathlib import Path
 
     repo = Path(__file__).resolve().parent.parent
-    pattern = re.compile(r"^\s*(import baselines\b|from baselines\b|import asge\.asge_method|from asge\.asge_method|"
-                         r"from asge import asge_method)", re.M)
+    pattern = re.compile(r"^\s*(import baselines\b|from baselines\b|import asge\.methods\.asge\b|from asge\.methods\.asge\b|"
+                         r"from asge\.methods import asge\b)", re.M)
     files = [*repo.glob("asge/**/*.py"), *repo.glob("baselines/**/*.py"), *repo.glob("workflow/**/*.py")]
     loaders = sorted(str(f.relative_to(repo)) for f in files if pattern.search(f.read_text()))
-    assert loaders == ["asge/methods.py"], loaders
+    assert loaders == ["asge/methods/__init__.py"], loaders
     code = ("import asge.registry as r; assert not r.registered(); import asge.methods; "
             "print(sorted(r.registered()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True).stdout

@@ -353,7 +353,7 @@ def test_new_store_without_init(tmp_path):
 
 def test_links_print_each_experiments_runs_table(store, capsys):
     """The README's MLflow step: one runs-table URL per experiment, in the model-training view."""
-    from asge.tracking import main
+    from asge.tracking.cli import main
 
     uri, client = store
     init_store(uri, ["smoke-ablations"])

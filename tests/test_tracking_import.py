@@ -8,8 +8,9 @@ import shutil
 import pytest
 
 from asge.engine import Trainer
-from asge.tracking import MLflowCallback, main
-from asge.tracking_import import import_runs
+from asge.tracking import MLflowCallback
+from asge.tracking.cli import main
+from asge.tracking.importer import import_runs
 from tests.fakedata import write_mnist
 from tests.test_engine import cfg_for
 from tests.test_tracking import empty_store, new_store, runs_named, steps  # noqa: F401 - empty_store: a fixture

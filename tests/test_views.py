@@ -175,7 +175,7 @@ def test_mlflow_runs_hold_dataset_and_named_train_metrics(tiny):
 def test_copied_store_relocates_its_artifacts(tiny, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from asge.tracking import main as tracking_main
+    from asge.tracking.cli import main as tracking_main
 
     work = tiny[0]
     moved = tmp_path / "moved"

@@ -8,7 +8,7 @@
 # run folders). The job has no input file, so a fresh clone's checkout times retrain nothing;
 # nor does any other job feed it: a flag job upstream (even ancient()) would mark every
 # finished run for retraining whenever it runs. The first job creates the MLflow store under a
-# file lock (asge.tracking_store.make_client).
+# file lock (asge.tracking.store.make_client).
 
 
 rule train:

@@ -1,10 +1,10 @@
 """Side-by-side cost of every method on one backbone, plus the data pipeline's throughput.
 
-    python -m asge.bench                                   # VGG8 full width, 32x32, batch 128
-    python -m asge.bench --width 0.25 --repeats 5 --methods bp asge asge:norm_affine=false ff cwc
-    python -m asge.bench --device cuda --markdown docs/bench-h100.md
-    python -m asge.bench --cpu-allocator default     # glibc's own malloc settings (training tunes them)
-    python -m asge.bench --size 28 --in-channels 1 --batch 16 --threads 2 --methods \
+    python -m tools.bench                                   # VGG8 full width, 32x32, batch 128
+    python -m tools.bench --width 0.25 --repeats 5 --methods bp asge asge:norm_affine=false ff cwc
+    python -m tools.bench --device cuda --markdown docs/bench-h100.md
+    python -m tools.bench --cpu-allocator default     # glibc's own malloc settings (training tunes them)
+    python -m tools.bench --size 28 --in-channels 1 --batch 16 --threads 2 --methods \
         "ff:channels=[32,64,128],kernel_size=5,pool_layers=[1,2,3],channels_last=true" \
         --reference first                                # FF's MNIST net alone
 

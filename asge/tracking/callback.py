@@ -2,7 +2,7 @@
 never decides (the run folder stays the source of truth).
 
 - one MLflow run per attempt, named deterministically (`asge-cifar10-s0`); what is logged is
-  defined in asge.tracking_records, the store in asge.tracking_store;
+  defined in asge.tracking.records, the store in asge.tracking.store;
 - a rerun that resumes from a checkpoint continues the unfinished MLflow run of the same name
   and result digest; a run started from scratch marks every older run of its name
   `asge.superseded=true` (with `asge.superseded_by`), so no unmarked duplicate exists;
@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 from asge.ranks import is_rank_zero
 from asge.runfolder import CONFIG, HISTORY, METRICS, Metrics
 from asge.stopping import Terminated
-from asge.tracking_records import (
+from asge.tracking.records import (
     TAG,
     epoch_metrics,
     error_text,
@@ -41,7 +41,7 @@ from asge.tracking_records import (
     run_tags,
     summary_metrics,
 )
-from asge.tracking_store import default_tracking_uri, get_or_create_experiment, make_client, retry
+from asge.tracking.store import default_tracking_uri, get_or_create_experiment, make_client, retry
 
 log = logging.getLogger("asge.tracking")
 
@@ -67,7 +67,7 @@ class MLflowCallback:
     """
 
     #: the run's start and end (ms since the epoch); None: now. An import of a finished run
-    #: (asge.tracking_import) sets them from the run folder
+    #: (asge.tracking.importer) sets them from the run folder
     start_time_ms: int | None = None
     end_time_ms: int | None = None
 
@@ -117,7 +117,7 @@ class MLflowCallback:
         return [Metric(k, v, ts, step) for k, v in sorted(values.items())]
 
     def _run_tags(self, cfg: Mapping[str, Any], out_dir: Path, digest: str) -> dict[str, str]:
-        """The tags known before training (asge.tracking_records.run_tags)."""
+        """The tags known before training (asge.tracking.records.run_tags)."""
         return run_tags(cfg, out_dir, self.experiment, digest)
 
     def _create_run(self, exp_id: str, digest: str) -> None:
@@ -200,7 +200,7 @@ class MLflowCallback:
         for name in (CONFIG, HISTORY, METRICS):
             if (out_dir / name).is_file():
                 self._call("log_artifact", self.run_id, str(out_dir / name))
-        from asge.tracking_plots import plot_curves
+        from asge.tracking.plots import plot_curves
 
         with tempfile.TemporaryDirectory() as tmp:
             png = plot_curves(self.history, f"{self.run_name} ({self.experiment})", Path(tmp) / "curves.png")
@@ -240,7 +240,7 @@ class MLflowCallback:
         """The data set (name, source, digest, split sizes) as MLflow's dataset input. Runs of
         one experiment share a dataset row: two runs finishing together race to insert it and
         the loser gets a UNIQUE-constraint error, after which a retry finds the row."""
-        from asge.tracking_store import dataset_input
+        from asge.tracking.store import dataset_input
 
         for attempt in range(4):
             try:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from asge.runfolder import HISTORY, METRICS, Metrics, read_config, read_metrics
-from asge.tracking_callback import MLflowCallback
-from asge.tracking_records import REPO, TAG, metrics_digest, number, recorded_environment_tags, result_digest, run_tags
-from asge.tracking_store import default_tracking_uri, locate_source
+from asge.tracking.callback import MLflowCallback
+from asge.tracking.records import REPO, TAG, metrics_digest, number, recorded_environment_tags, result_digest, run_tags
+from asge.tracking.store import default_tracking_uri, locate_source
 
 
 def finished_at(folder: Path) -> float:

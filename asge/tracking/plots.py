@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from asge.tracking_records import number
+from asge.tracking.records import number
 
 #: per-readout training-accuracy columns by what they measure; a method names its own
 #: (Method.train_acc_name): FF's is its positive/negative separation rate (chance 50 %), not a

@@ -1,15 +1,4 @@
-"""MLflow tracking of training runs: the public face and the command line.
-
-    from asge.tracking import MLflowCallback
-    Trainer(cfg, out, [MLflowCallback(experiment="main", run_name="asge-cifar10-s0", cfg=cfg)]).run()
-
-The run folder stays the source of truth; MLflow mirrors it for browsing. One concern per module:
-
-    asge.tracking_store     the store: URI, client, retries, experiments, dataset input, relocation
-    asge.tracking_records   what is logged: params, tags, per-epoch and final metrics (pure functions)
-    asge.tracking_callback  MLflowCallback, the engine callback (resume, supersede, FAILED, KILLED)
-    asge.tracking_plots     the curves plot logged with each finished run
-    asge.tracking_import    committed run folders into a store, as if logged live
+"""The command line of the MLflow store (`python -m asge.tracking ...`).
 
 `python -m asge.tracking init --experiment main --experiment ablations [--flag FILE]` creates
 the store and experiments once, before parallel writers start (the workflow's first job).
@@ -18,7 +7,7 @@ store at the mlartifacts/ beside it (MLflow keeps absolute artifact URIs).
 `python -m asge.tracking import results/reference/runs [--experiment-prefix reference-]
 [--tracking-uri sqlite:///mlflow.db]` loads finished run folders without retraining (idempotent).
 `python -m asge.tracking links [--base http://127.0.0.1:5000]` prints each experiment's runs-table
-URL for `mlflow ui` (MLflow 3 opens experiments in its GenAI view otherwise).
+URL for `mlflow ui`.
 """
 from __future__ import annotations
 
@@ -28,28 +17,14 @@ import logging
 import sys
 from pathlib import Path
 
-# none of these imports mlflow at import time (each does it inside its functions), and
-# tracking_store switches MLflow's telemetry off when it is imported, before anything does
-from asge.tracking_callback import MLflowCallback  # noqa: F401
-from asge.tracking_records import epoch_metrics, final_metrics, param_items  # noqa: F401
-from asge.tracking_store import (  # noqa: F401
-    default_tracking_uri,
-    get_or_create_experiment,
-    init_store,
-    is_transient,
-    make_client,
-    retry,
-    sqlite_path,
-)
-
-__all__ = ["MLflowCallback", "default_tracking_uri", "epoch_metrics", "final_metrics", "init_store", "is_transient",
-           "main", "param_items", "retry"]
+from asge.tracking.store import default_tracking_uri, init_store
 
 
 def main(argv: list[str] | None = None) -> int:
     """`init`: create the store and experiments; `relocate`: repoint a copied store's artifacts;
     `import`: load finished run folders into the store; `links`: the runs-table URLs."""
     ap = argparse.ArgumentParser(
+        prog="python -m asge.tracking",
         description="The MLflow store: create it, repoint a copy, import run folders, link its runs tables.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("init", help="create the store and the experiments")
@@ -72,13 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     uri = args.uri or default_tracking_uri()
     if args.cmd == "import":
-        from asge.tracking_import import import_runs
+        from asge.tracking.importer import import_runs
 
         summary = import_runs(args.runs, args.experiment_prefix, uri, say=lambda line: print(line, file=sys.stderr))
         print(f"{summary.line()} ({args.runs} -> {uri})")
         return 1 if summary.failed else 0
     if args.cmd == "links":
-        from asge.tracking_store import runs_table_links
+        from asge.tracking.store import runs_table_links
 
         links = runs_table_links(uri, args.base)
         if not links:
@@ -89,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<{width}}  {url}")
         return 0
     if args.cmd == "relocate":
-        from asge.tracking_store import relocate
+        from asge.tracking.store import relocate
 
         n = relocate(uri, Path(args.artifacts) if args.artifacts else None)
         print(f"mlflow store {uri}: {n} artifact locations rewritten", file=sys.stderr)
@@ -102,6 +77,3 @@ def main(argv: list[str] | None = None) -> int:
         flag.write_text(json.dumps({"tracking_uri": uri, "experiments": ids}, indent=2) + "\n")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 # the one place that imports every method module, so that its @register_method has run
-import asge.asge_method  # noqa: F401  (asge)
+import asge.methods.asge  # noqa: F401  (asge)
 import baselines.bp  # noqa: F401  (bp, bpvgg)
 import baselines.cwc  # noqa: F401  (cwc)
 import baselines.ff  # noqa: F401  (ff)

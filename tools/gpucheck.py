@@ -1,14 +1,14 @@
 """GPU acceptance check: one command, at most 10 minutes on one GPU, numbers instead of stack traces.
 
-    python -m asge.gpucheck --out results/gpucheck          # one CUDA GPU (refuses to run on a CPU)
+    python -m tools.gpucheck --out results/gpucheck          # one CUDA GPU (refuses to run on a CPU)
     make gpu-check                                           # the same, into results/gpucheck
-    python -m asge.gpucheck --out /tmp/gc --allow-cpu        # the same phases at tiny sizes on a CPU
+    python -m tools.gpucheck --out /tmp/gc --allow-cpu        # the same phases at tiny sizes on a CPU
 
 Phases; each runs in its own process under its own time box, so a hung compile or a CUDA
 error ends that phase only and the others still report:
 
   env            GPU, driver, torch, CUDA, cuDNN, CPU
-  bench          asge.bench at full-width VGG8, 32x32, batch 256, every method (eager): train and
+  bench          tools.bench at full-width VGG8, 32x32, batch 256, every method (eager): train and
                  eval img/s, peak CUDA memory, saved activations, ratios to BP
   bench_compile  the same with compile=true; the first step (the compile) is reported apart
   data           finds CIFAR-10 (data_mirrors, e.g. ../shared/data) and builds its decoded cache
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from asge.gpucheck_report import goal_verdict, summary_markdown
+from tools.gpucheck_report import goal_verdict, summary_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("env", "bench", "bench_compile", "data", "train_asge", "train_bp")
@@ -54,7 +54,7 @@ GRACE_S = 10  # after a box ends, how long a phase may take to stop before it is
 PIPE_WAIT_S = 10  # then how long its output pipe may stay open (compile workers)
 
 
-# --- the phases (run in a child process: python -m asge.gpucheck --phase NAME ...) ----------------
+# --- the phases (run in a child process: python -m tools.gpucheck --phase NAME ...) ----------------
 def phase_env(args: argparse.Namespace) -> dict[str, Any]:
     """Names and versions of the hardware and the libraries."""
     import torch
@@ -78,11 +78,11 @@ def phase_env(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_bench(args: argparse.Namespace, compile_: bool) -> dict[str, Any]:
-    """asge.bench's measurements for every method, eager or compiled."""
+    """tools.bench's measurements for every method, eager or compiled."""
     import torch
 
-    from asge.bench import bench_methods
     from asge.methods import list_methods
+    from tools.bench import bench_methods
 
     device = _device(args)
     if device.type == "cuda":
@@ -265,7 +265,7 @@ def launch(name: str, box: float, args: argparse.Namespace, out: Path) -> dict[s
     grace = GRACE_S * min(1.0, args.box_scale)
     result_path = out / f"{name}.json"
     result_path.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "asge.gpucheck", "--phase", name, "--json", str(result_path), "--out", str(out),
+    cmd = [sys.executable, "-m", "tools.gpucheck", "--phase", name, "--json", str(result_path), "--out", str(out),
            "--dataset", args.dataset, "--deadline", str(time.time() + box), "--max-epochs", str(args.max_epochs)]
     cmd += ["--allow-cpu"] if args.allow_cpu else []
     cmd += [x for s in args.set for x in ("--set", s)]
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cpu_mode = not torch.cuda.is_available()
     if cpu_mode and not args.allow_cpu:
-        print("asge.gpucheck: no CUDA GPU is visible (torch.cuda.is_available() is False); this check measures a GPU. "
+        print("tools.gpucheck: no CUDA GPU is visible (torch.cuda.is_available() is False); this check measures a GPU. "
               "Run it on a GPU machine, or pass --allow-cpu to run the same phases at tiny sizes on this CPU "
               "(a smoke test of the script, not a measurement).", file=sys.stderr)
         return 2
