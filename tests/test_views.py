@@ -99,6 +99,27 @@ def test_accuracy_figure_marks_one_predictor_per_method(tiny, captured):
     assert chance_in_range(ax, 10.0)
 
 
+def test_accuracy_figure_zooms_in_when_every_method_is_far_above_chance(tiny, captured, tmp_path):
+    """MNIST at 88-98 %: a y-axis down to chance (10 %) squeezed the four lines into its top tenth
+    (issue #28, item 13); far above chance, the axis holds the data and the legend says where chance is."""
+    dirs = []
+    for src in sorted(run_dir(tiny, "x").parent.glob("*-mnist-s0")):
+        d = shutil.copytree(src, tmp_path / src.name)
+        h = pd.read_csv(d / "history.csv")
+        h["val_acc"] = 0.88 + 0.1 * h["val_acc"]
+        h.to_csv(d / "history.csv", index=False)
+        m = json.loads((d / "metrics.json").read_text())
+        for s in m["strategies"].values():
+            s["acc"] = 0.88 + 0.1 * s["acc"]
+        (d / "metrics.json").write_text(json.dumps(m))
+        dirs.append(d)
+    figures.fig_accuracy("mnist", dirs, "x.png", "x.pdf")
+    ax = captured[0].axes[0]
+    lo, hi = ax.get_ylim()
+    assert 80.0 <= lo < 88.0 and hi <= 100.0, (lo, hi)
+    assert "chance (1/10), below the axis" in ax.get_legend_handles_labels()[1]
+
+
 def test_tables_count_blocks_and_guard_delta(tiny):
     t = tiny[0] / "results" / "tiny" / "tables"
     t2 = pd.read_csv(t / "T2_strategies.csv")
