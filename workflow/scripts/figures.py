@@ -69,10 +69,11 @@ def y_limits(ax: plt.Axes, values: Sequence[float], chance: float | None) -> Non
 
 
 def epoch_axis(ax: plt.Axes, last_epoch: float) -> None:
-    """Integer epoch ticks 1..E with room for the end-of-training markers (also for E = 1)."""
+    """Integer epoch ticks (each of 1..E up to 12 epochs, where they still read apart) with room
+    for the end-of-training markers (also for E = 1)."""
     last = max(1, int(last_epoch))
     ax.set_xlim(0.6, last + 0.45)
-    if last <= 20:
+    if last <= 12:
         ax.set_xticks(range(1, last + 1))
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
