@@ -1,7 +1,7 @@
 """tools.bench's command line: variant specs with list values, the reference row, the allocator switch."""
 from __future__ import annotations
 
-from asge import bench
+from tools import bench
 
 
 def test_variant_spec_keeps_list_values_whole():

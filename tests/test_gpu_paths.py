@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import torch
 
-from asge import bench
 from asge.config import ConfigError, resolve_config
 from asge.config import result_digest as config_hash
 from asge.engine import Trainer, _split_compile_time
@@ -20,6 +19,7 @@ from asge.methods import list_methods, method_class
 from asge.runconfig import resolve
 from asge.runtime import auto_size, switch_on
 from tests.fakedata import write_mnist
+from tools import bench
 
 TINY = ["val_size=200", "batch_size=20", "eval_batch_size=200", "deterministic=true", "threads=1", "epochs=1",
         "lr=0.01", "warmup_epochs=0"]
@@ -206,7 +206,7 @@ def test_bench_counts_bf16_activations_for_every_method():
 
 
 def test_gpucheck_refuses_a_cpu_without_allow_cpu(tmp_path, capsys):
-    from asge import gpucheck
+    from tools import gpucheck
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -219,7 +219,7 @@ def test_gpucheck_allow_cpu_end_to_end(tmp_path):
     """Every phase as on a GPU, at tiny sizes, on the fake MNIST data: exit 0 and both summaries.
     The boxes are wall-clock; widened 10x so that a CPU shared with training jobs cannot time
     a phase out (the box itself is tested below)."""
-    from asge import gpucheck
+    from tools import gpucheck
 
     root = write_mnist(tmp_path / "data", n_train=300, n_test=100)
     out = tmp_path / "gc"
@@ -249,7 +249,7 @@ def test_gpucheck_allow_cpu_end_to_end(tmp_path):
 
 
 def test_gpucheck_reports_a_failed_phase_and_exits_nonzero(tmp_path):
-    from asge import gpucheck
+    from tools import gpucheck
 
     out = tmp_path / "gc"
     rc = gpucheck.main(["--out", str(out), "--allow-cpu", "--dataset", "mnist", "--phases", "data",
@@ -261,7 +261,7 @@ def test_gpucheck_reports_a_failed_phase_and_exits_nonzero(tmp_path):
 
 
 def test_gpucheck_kills_a_phase_that_outlives_its_box(tmp_path):
-    from asge import gpucheck
+    from tools import gpucheck
 
     out = tmp_path / "gc"
     rc = gpucheck.main(["--out", str(out), "--allow-cpu", "--phases", "env", "--box-scale", "0.001"])
@@ -272,14 +272,14 @@ def test_gpucheck_kills_a_phase_that_outlives_its_box(tmp_path):
 
 
 def test_gpucheck_fits_ten_minutes_even_if_every_phase_overruns():
-    from asge import gpucheck
+    from tools import gpucheck
 
     worst = sum(gpucheck.GPU_BOX.values()) + len(gpucheck.PHASES) * (gpucheck.GRACE_S + gpucheck.PIPE_WAIT_S)
     assert set(gpucheck.GPU_BOX) == set(gpucheck.PHASES) and worst <= 600
 
 
 def test_gpucheck_compile_bench_keeps_the_rows_of_methods_that_compiled(tmp_path, monkeypatch):
-    from asge import gpucheck
+    from tools import gpucheck
 
     def fake_bench(specs, ns, device):
         if any(s.startswith("ff:") for s in specs):
