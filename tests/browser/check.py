@@ -171,7 +171,23 @@ def webdriver_chromium(browser: str, size: str = "1600,1000") -> Any:
         opts.add_argument(flag)
     web = webdriver.Chrome(service=Service(driver), options=opts)
     web.implicitly_wait(30)  # each find waits for the page's scripts to draw what it looks for
+    web.asge_profile = profile  # removed by close()
     return web
+
+
+def close(web: Any) -> None:
+    web.quit()
+    shutil.rmtree(web.asge_profile, ignore_errors=True)
+
+
+def find(web: Any, how: str, what: str, description: str) -> Any:
+    """An element that must be there (waits for it), else a CheckFailed that says which."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        return web.find_element(how, what)
+    except WebDriverException:
+        raise CheckFailed(f"{description} is not on the page at {web.current_url}") from None
 
 
 def click(web: Any, xpath: str, what: str) -> Any:
@@ -188,12 +204,7 @@ def click(web: Any, xpath: str, what: str) -> Any:
 
 def tick_run(web: Any, name: str) -> None:
     """Tick a run's row in the runs table (ag-grid keeps the checkbox in a pinned copy of the row)."""
-    from selenium.common.exceptions import WebDriverException
-
-    try:
-        row = web.find_element("xpath", f"//a[normalize-space(.)='{name}']/ancestor::div[@role='row']")
-    except WebDriverException:
-        raise CheckFailed(f"the runs table at {web.current_url} does not list {name}") from None
+    row = find(web, "xpath", f"//a[normalize-space(.)='{name}']/ancestor::div[@role='row']", f"the runs table's row of {name}")
     row = row.get_attribute("row-index")
     click(web, f"//div[@role='row' and @row-index='{row}']//input[contains(@class, 'ag-checkbox-input')]",
           f"the checkbox of {name}")
@@ -201,7 +212,7 @@ def tick_run(web: Any, name: str) -> None:
 
 def scroll_to_link(web: Any, text: str, what: str) -> None:
     """Click link `text` in a scrolled, virtualised table (rows far down are not in the DOM yet)."""
-    first = web.find_element("xpath", "//a[contains(@href, '#/metric?')]")
+    first = find(web, "xpath", "//a[contains(@href, '#/metric?')]", "the compare view's metrics table")
     box = web.execute_script("let e = arguments[0]; while (e && !(e.scrollHeight > e.clientHeight + 5 && "
                              "getComputedStyle(e).overflowY != 'visible')) e = e.parentElement; return e;", first)
     web.implicitly_wait(0)
@@ -241,18 +252,20 @@ def check_mlflow(browser: str, store: str, experiment: str, pair: tuple[str, str
         click(web, f"//a[normalize-space(.)='{experiment}']", f"the experiment {experiment}")
         for name in pair:
             tick_run(web, name)
+        web.implicitly_wait(0)  # the rows are drawn: count, without waiting for a missing one
         listed = [n for n in names if web.find_elements("xpath", f"//a[normalize-space(.)='{n}']")]
+        web.implicitly_wait(30)
         log(f"mlflow runs table at {web.current_url.split('?')[0]}: {len(listed)} of {len(names)} runs listed")
         web.save_screenshot(str(out / "mlflow_runs.png"))
         click(web, "//button[normalize-space(.)='Compare']", "Compare")
         for name in pair:
-            web.find_element("xpath", f"//*[normalize-space(text())='{name}']")
+            find(web, "xpath", f"//*[normalize-space(text())='{name}']", f"the compare view's column of {name}")
         web.set_window_size(1600, 2200)  # the parameter and metric tables below the plot are part of the view
         web.save_screenshot(str(out / "mlflow_compare.png"))
         log(f"mlflow compare view shows {pair[0]} and {pair[1]}")
         web.set_window_size(1600, 1000)
         scroll_to_link(web, CHART_METRIC, f"the metric {CHART_METRIC} in the compare view")
-        web.find_element("css selector", ".js-plotly-plot")
+        find(web, "css selector", ".js-plotly-plot", f"the chart of {CHART_METRIC}")
         drawn = [n for n in pair if web.find_elements("xpath", f"//*[normalize-space(text())='{n} ({CHART_METRIC})']")]
         if drawn != list(pair):
             raise CheckFailed(f"the {CHART_METRIC} chart draws {drawn}, not both of {pair}")
@@ -265,7 +278,7 @@ def check_mlflow(browser: str, store: str, experiment: str, pair: tuple[str, str
             log(f"chart copied to {docs_shot}")
     finally:
         if web is not None:
-            web.quit()
+            close(web)
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
 
