@@ -302,7 +302,8 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
         shown[method] = info
     n = dataset_classes(dataset)
     # every value 40+ points above chance (MNIST: 88-98 %): an axis down to chance squeezes the lines together
-    far = min(v for v in values if np.isfinite(v)) - 100.0 / n > 40.0
+    finite = [v for v in values if np.isfinite(v)]
+    far = bool(finite) and min(finite) - 100.0 / n > 40.0
     ax.axhline(100.0 / n, color="0.45", linestyle=":", linewidth=1.2,
                label=f"chance (1/{n})" + (", below the axis" if far else ""))
     y_limits(ax, values, None if far else 100.0 / n)
