@@ -60,12 +60,16 @@ def first_column(h: pd.DataFrame, names: Sequence[str]) -> str | None:
     return next((c for c in names if c in h and h[c].notna().any()), None)
 
 
-def y_limits(ax: plt.Axes, values: Sequence[float], chance: float | None) -> None:
-    """A y-range that holds the data and the chance line (unless None) with a margin, inside [0, 100]."""
-    vals = [v for v in values if np.isfinite(v)] + ([chance] if chance is not None else [])
+def y_limits(ax: plt.Axes, values: Sequence[float], chance: float, far_off: float | None = None) -> bool:
+    """A y-range that holds the data and chance (unless every value is `far_off`+ points above it)
+    with a margin, inside [0, 100]; returns whether chance is in it."""
+    finite = [v for v in values if np.isfinite(v)]
+    shown = far_off is None or not finite or min(finite) - chance <= far_off
+    vals = finite + ([chance] if shown else [])
     lo, hi = min(vals), max(vals)
     pad = max(2.0, 0.08 * (hi - lo))
     ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
+    return shown
 
 
 def epoch_axis(ax: plt.Axes, last_epoch: float) -> None:
@@ -301,12 +305,9 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
             values += primaries
         shown[method] = info
     n = dataset_classes(dataset)
-    # every value 40+ points above chance (MNIST: 88-98 %): an axis down to chance squeezes the lines together
-    finite = [v for v in values if np.isfinite(v)]
-    far = bool(finite) and min(finite) - 100.0 / n > 40.0
-    ax.axhline(100.0 / n, color="0.45", linestyle=":", linewidth=1.2,
-               label=f"chance (1/{n})" + (", below the axis" if far else ""))
-    y_limits(ax, values, None if far else 100.0 / n)
+    chance = ax.axhline(100.0 / n, color="0.45", linestyle=":", linewidth=1.2, label=f"chance (1/{n})")
+    if not y_limits(ax, values, 100.0 / n, far_off=40.0):  # MNIST at 88-98 %: lines squeezed together
+        chance.set_label(f"chance (1/{n}), below the axis")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
     epoch_axis(ax, max(epochs))
