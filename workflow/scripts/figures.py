@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from asge.runfolder import hardware_label, read_config, read_metrics  # noqa: E402
+from asge.runfolder import hardware_label, read_config, read_history, read_metrics  # noqa: E402
 from figsave import save  # noqa: E402
 from wfutil import dataset_classes, dataset_name, method_name, strategy_name  # noqa: E402
 
@@ -141,8 +141,8 @@ def readouts_of(run_dir: Path, history: pd.DataFrame) -> list[str]:
 
 
 def fig1(history_csv: str, png: str, pdf: str) -> list[str]:
-    h = pd.read_csv(history_csv)
     run = Path(history_csv).parent
+    h = read_history(run)
     panels = []
     for split in ("train", "validation"):
         for kind, title in (("pos", "positive samples (G > θ)"), ("neg", "negative samples (G < θ)")):
@@ -160,8 +160,8 @@ def fig1(history_csv: str, png: str, pdf: str) -> list[str]:
 
 
 def fig3(history_csv: str, png: str, pdf: str) -> list[str]:
-    h = pd.read_csv(history_csv)
     run = Path(history_csv).parent
+    h = read_history(run)
     n = dataset_classes(read_metrics(run)["dataset"])
     fig, drawn = per_layer_panels(h, net_layers(readouts_of(run, h)),
                                   [("train_acc", "training (class accuracy)"), ("val_acc", "validation (class accuracy)")],
@@ -273,7 +273,7 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
     hardware, epochs = set(), set()
     for d in run_dirs:
         m = read_metrics(d)
-        runs.setdefault(m["method"], []).append((m, pd.read_csv(d / "history.csv")))
+        runs.setdefault(m["method"], []).append((m, read_history(d)))
         hardware.add(hardware_label(m.get("hardware") or {}))
         epochs.add(m["epochs"])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
