@@ -15,11 +15,11 @@ Method names come from the method registry, data set names from the data set cat
 
 import json
 import math
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
+from runs_schema import read_runs
 from stats import bootstrap_mean_ci, t_interval
 from table_registry import TABLES
 from tables_ablation import ablation, t8_variants
@@ -276,11 +276,6 @@ def write(name: str, table: Table, paths: dict[str, str]) -> None:
     CSV (the tidy numbers) at paths {"md": ..., "tex": ..., "csv": ..., "html": ...}."""
     title, label = TITLES[name]
     write_table(table.show, table.data, paths, title, label, table.notes)
-
-
-def read_runs(path: str) -> pd.DataFrame:
-    """runs.csv; an empty frame when no run finished (aggregate writes an empty file)."""
-    return pd.read_csv(path) if Path(path).stat().st_size > 1 else pd.DataFrame()
 
 
 def main_snakemake(snakemake: Any) -> None:
