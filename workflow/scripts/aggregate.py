@@ -19,6 +19,7 @@ import pandas as pd
 from asge.atomic import write_csv
 from asge.methods import method_class
 from asge.runfolder import COST_FIELDS, hardware_label, read_config, read_history, read_metrics, run_labels
+from runs_schema import RUNS_COLUMNS
 
 #: epochs over which a converged run's best validation accuracy must stop rising (issue #26)
 FLAT_EPOCHS = 3
@@ -98,12 +99,18 @@ def run_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def aggregate(run_dirs: Iterable[Path]) -> pd.DataFrame:
-    """One row per run and prediction strategy, sorted by study, method, data set, variant, seed."""
+    """One row per run and prediction strategy, sorted by study, method, data set, variant, seed,
+    with the columns of runs_schema.RUNS_COLUMNS in their order (no run: no row, every column).
+    A row whose columns differ from that list fails: the list and run_rows must agree."""
     rows = [r for d in run_dirs for r in run_rows(Path(d))]
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df = df.sort_values(["study", "method", "dataset", "variant", "seed", "strategy"], kind="stable")
-    return df
+    for row in rows[:1]:  # every row has the same keys
+        extra = [c for c in row if c not in RUNS_COLUMNS]
+        lacking = [c for c in RUNS_COLUMNS if c not in row]
+        if extra or lacking:
+            raise ValueError(f"run_rows and runs_schema.RUNS_COLUMNS disagree: columns not in the list {extra}, "
+                             f"columns run_rows does not give {lacking}; declare every column of runs.csv there")
+    df = pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
+    return df.sort_values(["study", "method", "dataset", "variant", "seed", "strategy"], kind="stable")
 
 
 #: the columns of runs.csv that the report's HTML view shows (the CSV has them all)
@@ -115,7 +122,7 @@ def display(df: pd.DataFrame) -> pd.DataFrame:
     """runs.csv for reading: the main columns, accuracies in %."""
     if df.empty:
         return pd.DataFrame({"runs": ["no finished run"]})
-    out = df[[c for c in DISPLAY if c in df]].copy()
+    out = df[list(DISPLAY)].copy()
     out["test_acc"] = [f"{100 * v:.2f}" if pd.notna(v) else "–" for v in out["test_acc"]]
     out = out.rename(columns={"test_acc": "test acc. (%)"})
     return out.fillna("")
