@@ -243,7 +243,8 @@ def test_t9_shows_the_t_interval_first():
 
 def write_history(run_dir: Path, best_per_epoch: list[float]) -> None:
     """history.csv of a two-readout run whose better readout reaches these validation accuracies."""
-    rows = [{"epoch": e + 1, "readout": r, "val_acc": v - (0.1 if r == "layer1" else 0.0)}
+    cost = {"train_loss": 0.5, "epoch_time_s": 10.0, "images_per_s": 100.0, "lr": 0.01, "peak_memory_bytes": 0}
+    rows = [{"epoch": e + 1, "readout": r, "val_acc": v - (0.1 if r == "layer1" else 0.0), **cost}
             for e, v in enumerate(best_per_epoch) for r in ("layer1", "layer2")]
     pd.DataFrame(rows).to_csv(run_dir / "history.csv", index=False)
 
@@ -358,6 +359,6 @@ def test_the_column_list_is_the_committed_header_and_what_aggregate_writes(tmp_p
     dirs = [fake_run(tmp_path, "main", "asge-mnist-s0", "asge", 0.9)]
     assert list(aggregate.aggregate(dirs).columns) == list(runs_schema.RUNS_COLUMNS)
     rows = aggregate.run_rows  # a column that the list does not declare fails, named
-    monkeypatch.setattr(aggregate, "run_rows", lambda d, plan=None: [{**r, "new_col": 1} for r in rows(d, plan)])
+    monkeypatch.setattr(aggregate, "run_rows", lambda d: [{**r, "new_col": 1} for r in rows(d)])
     with pytest.raises(ValueError, match="new_col"):
         aggregate.aggregate(dirs)
