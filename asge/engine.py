@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import torch
 
 from asge import distributed
-from asge.checkpoint import load_checkpoint, save_checkpoint
-from asge.config import result_digest
 from asge.evaluate import inference_memory, strategy_accuracy, validation_stats
 from asge.method import Method
 from asge.methods import create_method
 from asge.progress import EpochProgress
-from asge.runfolder import CHECKPOINT, Metrics, RunFolder
+from asge.runfolder import CHECKPOINT, Metrics, RunFolder, RunFolderMismatch, Start, read_metrics
 from asge.runtime import hardware_info, rng_state, select_device, set_rng_state, setup_runtime, switch_on
 
 if TYPE_CHECKING:
@@ -76,15 +74,19 @@ def autocast_for(device: torch.device, cfg: Mapping[str, Any]) -> contextlib.Abs
 
 class Trainer:
     """Trains `cfg['method']` on `cfg['dataset']`, writing everything into `out_dir` (a path, or the
-    RunFolder that the training command prepared and locked)."""
+    RunFolder that the training command locked), from `start`, the folder's start decision
+    (RunFolder.start; made here when not given: a refusal raises RunFolderMismatch)."""
 
-    def __init__(self, cfg: Mapping[str, Any], out_dir: str | Path | RunFolder, callbacks: Sequence[Callback] = ()
-                 ) -> None:
+    def __init__(self, cfg: Mapping[str, Any], out_dir: str | Path | RunFolder, callbacks: Sequence[Callback] = (),
+                 start: Start | None = None) -> None:
         self.cfg = dict(cfg)
         self.folder = out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
         self.out = self.folder.out
         self.callbacks = list(callbacks)
-        self.hash = result_digest(self.cfg)
+        self.start = start or self.folder.start(self.cfg)
+        if self.start.kind == "refused":
+            raise RunFolderMismatch(self.start.why)
+        self.hash = self.start.digest
 
     # --- setup -----------------------------------------------------------------------
     def _setup(self) -> None:
@@ -105,9 +107,8 @@ class Trainer:
         self.step_fn = torch.compile(self.method.train_step) if cfg["compile"] else self.method.train_step
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
-        ckpt = self.out / CHECKPOINT
-        if ckpt.exists():
-            state = load_checkpoint(ckpt, self.hash)
+        state, self.start.checkpoint = self.start.checkpoint, None  # not kept beside the live model
+        if state is not None:
             self.method.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
             # The schedule is not restored from state["scheduler"]: the rate is a function of the
@@ -116,7 +117,7 @@ class Trainer:
             set_rng_state(state["rng"])
             self.history = state["history"]
             self.start_epoch = state["epoch"] + 1
-            log.info("resuming %s from %s after epoch %d", self.out, ckpt, state["epoch"] + 1)
+            log.info("resuming %s from %s after epoch %d", self.out, self.folder.path(CHECKPOINT), state["epoch"] + 1)
 
     @property
     def main(self) -> bool:
@@ -126,7 +127,7 @@ class Trainer:
     def _save(self, epoch: int) -> None:
         if not self.main:
             return
-        save_checkpoint(self.out / CHECKPOINT, {
+        self.folder.write_checkpoint({
             "model": self.method.state_dict(),
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict() if self.sched is not None else {},
@@ -211,7 +212,11 @@ class Trainer:
 
     # --- main loop -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Train (resuming if a checkpoint exists), evaluate, and write metrics.json last."""
+        """Train (resuming if a checkpoint exists), evaluate, and write metrics.json last; a run
+        finished with these settings is not trained again (its metrics are returned)."""
+        if self.start.kind == "done":
+            log.info("%s is finished with these settings", self.out)
+            return dict(read_metrics(self.out))
         self.out.mkdir(parents=True, exist_ok=True)
         try:
             self._setup()

@@ -10,11 +10,12 @@ A run folder (e.g. results/smoke/runs/main/asge-mnist-s0/) holds:
     metrics.json     the final numbers (schema: `Metrics`), written last: it means "finished"
     .lock            held (flock) by the process that trains into the folder
 
-Policy (one digest, `asge.config.result_digest`, which ignores `epochs` and the runtime keys):
-a finished folder with the same digest is done, or resumes from its checkpoint when only `epochs`
-grew; an unfinished one resumes from its checkpoint. A finished run or a checkpoint with another
-digest is refused, unless `force` (the workflow always forces: a changed request retrains), which
-deletes them and starts from scratch. A corrupt checkpoint is never deleted: it stops the run.
+The start decision (`RunFolder.start`, one call; one digest, `asge.config.result_digest`, which
+ignores `epochs` and the runtime keys): a finished folder with the same digest is done, or resumes
+from its checkpoint when only `epochs` grew; an unfinished one resumes from its checkpoint. A
+finished run or a checkpoint with another digest is refused, unless `force` (the workflow always
+forces: a changed request retrains), which deletes them and starts from scratch. A corrupt
+checkpoint is never deleted: it stops the run.
 """
 from __future__ import annotations
 
@@ -23,12 +24,16 @@ import csv
 import io
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence, TypedDict
 
 from asge.atomic import save_torch, write_json, write_text
 from asge.config import changes_result, result_digest
 from asge.ranks import is_rank_zero
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("asge")
 
@@ -81,6 +86,15 @@ class Metrics(TypedDict, total=False):
     data_splits: dict[str, int]
 
 
+#: history.csv, one row per epoch and readout. Every run has these columns: the epoch (1-based),
+#: the readout's name (Method.readout_names), its mean training loss and validation accuracy, and
+#: the epoch's cost, the same on every row of an epoch (HISTORY_EPOCH_WIDE). Between loss and cost
+#: come the method's own: its training accuracy (Method.train_acc_name), its per-readout extras
+#: and their validation values (`val_<extra>`); `compile_time_s` in torch.compile runs only.
+HISTORY_COLUMNS = ("epoch", "readout", "train_loss", "val_acc", "epoch_time_s", "images_per_s", "lr",
+                   "peak_memory_bytes")
+HISTORY_EPOCH_WIDE = ("epoch_time_s", "images_per_s", "lr", "peak_memory_bytes", "compile_time_s")
+
 #: the numeric cost columns that aggregate copies into runs.csv and tracking logs as metrics
 COST_FIELDS = ("params_total", "params_trainable", "fixed_buffer_values", "epoch_time_s_mean", "train_time_s",
                "train_images_per_s", "peak_train_memory_bytes", "compile_time_s")
@@ -91,6 +105,21 @@ def hardware_label(hw: Mapping[str, Any]) -> str:
     if hw.get("gpu"):
         return str(hw["gpu"])
     return f"CPU {hw.get('cpu', '?')}, threads={hw.get('threads', '?')}"
+
+
+def run_name(method: str, dataset: str, seed: int, variant: str | None = None) -> str:
+    """A workflow run folder's (and MLflow run's) name: asge-cifar10-s0, asge-cifar10-pool_avg-s0."""
+    return "-".join([method, dataset, *([variant] if variant else []), f"s{seed}"])
+
+
+def run_labels(out: str | Path, metrics: Mapping[str, Any]) -> tuple[str, str]:
+    """(study, variant) of a run folder, as the folder records them: its place
+    results/<preset>/runs/<study>/ and its name (run_name); variant '' for a name outside that
+    scheme and in the main study."""
+    out = Path(out)
+    head, tail = f"{metrics['method']}-{metrics['dataset']}-", f"-s{metrics['seed']}"
+    inner = out.name[len(head):-len(tail)] if out.name.startswith(head) and out.name.endswith(tail) else ""
+    return out.parent.name, inner
 
 
 class RunFileCorrupt(ValueError):
@@ -114,6 +143,24 @@ def read_metrics(out: str | Path) -> Metrics:
     return metrics
 
 
+def read_history(out: str | Path) -> pd.DataFrame:
+    """history.csv as a frame; an empty frame with the schema's
+    columns when there is none (no epoch finished). Names the file when it cannot be read."""
+    import pandas as pd
+
+    path = Path(out) / HISTORY
+    if not path.is_file():
+        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    try:
+        hist = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise RunFileCorrupt(path, f"not a CSV table: {' '.join(str(e).split())}") from None
+    missing = [c for c in HISTORY_COLUMNS if c not in hist.columns]
+    if missing:
+        raise RunFileCorrupt(path, f"it lacks the columns {missing} of asge.runfolder.HISTORY_COLUMNS")
+    return hist
+
+
 def read_config(out: str | Path) -> dict[str, Any]:
     import yaml
 
@@ -135,6 +182,21 @@ class RunFolderBusy(RuntimeError):
 
 class RunFolderMismatch(RuntimeError):
     """The folder holds a finished run, or a checkpoint, of other settings."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is corrupt or not one of this suite's."""
+
+
+@dataclass
+class Start:
+    """RunFolder.start's answer: `kind` is "fresh", "resume" (from `checkpoint`), "done" (finished
+    with these settings) or "refused" (`why` says what differs and the way out)."""
+
+    kind: Literal["fresh", "resume", "done", "refused"]
+    digest: str  # asge.config.result_digest of the config, computed once
+    checkpoint: dict[str, Any] | None = None
+    why: str = ""
 
 
 class RunFolder:
@@ -186,65 +248,80 @@ class RunFolder:
                 fcntl.flock(f, fcntl.LOCK_EX)
             yield
 
-    # --- policy ----------------------------------------------------------------------
-    def verdict(self, cfg: Mapping[str, Any]) -> tuple[str, str]:
-        """For a finished folder: ("done", ""), ("extend", "") when only `epochs` grew (resume from
-        the checkpoint), or ("differs", what differs)."""
-        metrics = read_metrics(self.out)
-        if metrics.get("config_hash") == result_digest(cfg):
-            if cfg["epochs"] == metrics.get("epochs"):
-                return "done", ""
-            if cfg["epochs"] > metrics.get("epochs", 0) and self.path(CHECKPOINT).exists():
-                return "extend", ""
-            return "differs", f"epochs {metrics.get('epochs')} -> {cfg['epochs']}"
-        keys = differing_keys(read_config(self.out), cfg)
-        return "differs", "keys: " + (", ".join(keys) if keys else "unknown (no config.yaml)")
-
-    def prepare(self, cfg: Mapping[str, Any], force: bool = False) -> bool:
-        """Apply the policy before training. False: the run is finished with these settings
-        (nothing to do). Raises RunFolderMismatch for a finished run, or a checkpoint, with other
-        settings, unless `force` (then they are deleted and the run starts from scratch)."""
+    # --- the start decision ----------------------------------------------------------
+    def start(self, cfg: Mapping[str, Any], force: bool = False) -> Start:
+        """Train, resume, skip or refuse: the one decision for `cfg` in this folder, with the
+        digest computed once and the checkpoint read once (the engine resumes from that copy).
+        A finished run or a checkpoint of other settings is refused, or with `force` deleted
+        (rank 0) so that the run starts afresh. A corrupt checkpoint raises CheckpointError and
+        is never deleted."""
+        digest = result_digest(cfg)
         if self.finished:
-            verdict, why = self.verdict(cfg)
-            if verdict == "done":
-                return False
-            if verdict == "differs" and not force:
-                raise RunFolderMismatch(
+            why = self._finished_differs(cfg, digest)
+            if why is None:
+                return Start("done", digest)
+            if why and not force:
+                return Start("refused", digest, why=(
                     f"{self.out} holds a finished run with other settings ({why}); train into a new --out folder, "
-                    f"or pass --force to retrain this one from scratch (deletes its checkpoint and metrics)")
-            if verdict == "differs":
+                    f"or pass --force to retrain this one from scratch (deletes its checkpoint and metrics)"))
+            if why:
                 log.info("--force: retraining %s from scratch", self.out)
-                self.path(METRICS).unlink(missing_ok=True)
-                self.path(CHECKPOINT).unlink(missing_ok=True)
-        stale = self.stale_checkpoint(cfg)
-        if stale and not force:
-            raise RunFolderMismatch(
-                f"{self.path(CHECKPOINT)} belongs to an unfinished run with other settings ({stale}); pass --force "
-                f"to discard it and start from scratch, or train into a new --out folder")
-        if stale:
-            log.info("--force: removing the stale checkpoint %s (%s)", self.path(CHECKPOINT), stale)
-            self.path(CHECKPOINT).unlink()
-        return True
+                self._remove(METRICS, CHECKPOINT)
+        state = self._checkpoint()
+        if state is None:
+            return Start("fresh", digest)
+        if state["config_hash"] == digest:
+            return Start("resume", digest, state)
+        keys = differing_keys(dict(state.get("config") or {}), cfg)
+        why = "keys: " + (", ".join(keys) if keys else f"digest {state['config_hash']}")
+        if not force:
+            return Start("refused", digest, why=(
+                f"{self.path(CHECKPOINT)} belongs to an unfinished run with other settings ({why}); pass --force "
+                f"to discard it and start from scratch, or train into a new --out folder"))
+        log.info("--force: removing the stale checkpoint %s (%s)", self.path(CHECKPOINT), why)
+        self._remove(CHECKPOINT)
+        return Start("fresh", digest)
 
-    def stale_checkpoint(self, cfg: Mapping[str, Any]) -> str:
-        """What differs between `cfg` and the settings of a readable checkpoint written for other
-        settings; '' when there is none, it matches, or it is unreadable (then load_checkpoint
-        reports it: nothing is deleted on a guess)."""
+    def _finished_differs(self, cfg: Mapping[str, Any], digest: str) -> str | None:
+        """For a finished folder: None when it is done with `cfg`, '' when only `epochs` grew and
+        its checkpoint can continue, else what differs."""
+        metrics = read_metrics(self.out)
+        if metrics.get("config_hash") != digest:
+            keys = differing_keys(read_config(self.out), cfg)
+            return "keys: " + (", ".join(keys) if keys else "unknown (no config.yaml)")
+        if cfg["epochs"] == metrics.get("epochs"):
+            return None
+        if cfg["epochs"] > metrics.get("epochs", 0) and self.path(CHECKPOINT).exists():
+            return ""
+        return f"epochs {metrics.get('epochs')} -> {cfg['epochs']}"
+
+    def _remove(self, *names: str) -> None:
+        if is_rank_zero():  # the ranks of one run share the folder: one deletes
+            for name in names:
+                self.path(name).unlink(missing_ok=True)
+
+    # --- checkpoint ------------------------------------------------------------------
+    def _checkpoint(self) -> dict[str, Any] | None:
+        """checkpoint.pt (safe unpickler), or None when there is none; CheckpointError when it
+        cannot be read or lacks the suite's fields."""
         import torch
 
-        ckpt = self.path(CHECKPOINT)
-        if not ckpt.exists():
-            return ""
+        path = self.path(CHECKPOINT)
+        if not path.exists():
+            return None
         try:
-            # mmap: only the digest and config are read here; the engine loads the weights once
-            state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-            old_digest, old = state["config_hash"], dict(state.get("config") or {})
-        except Exception:  # noqa: BLE001 - reported with a clear message when it is loaded
-            return ""
-        if old_digest == result_digest(cfg):
-            return ""
-        keys = differing_keys(old, cfg)
-        return "keys: " + (", ".join(keys) if keys else f"digest {old_digest}")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated zip, bad pickle, foreign object: all unusable
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or not a checkpoint of this suite ({type(e).__name__}: {e}); "
+                f"delete it to start the run from scratch") from e
+        if not isinstance(state, dict) or "config_hash" not in state:
+            raise CheckpointError(f"checkpoint {path} lacks the suite's fields; delete it to start from scratch")
+        return state
+
+    def write_checkpoint(self, state: Mapping[str, Any]) -> None:
+        """Model, optimiser, scheduler, epoch, RNG states, history, config and its digest (atomic)."""
+        save_torch(self.path(CHECKPOINT), dict(state))
 
     # --- files -----------------------------------------------------------------------
     def write_config(self, cfg: Mapping[str, Any]) -> None:
@@ -253,6 +330,11 @@ class RunFolder:
         write_text(self.path(CONFIG), yaml.safe_dump(dict(cfg), sort_keys=True))
 
     def write_history(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """history.csv (schema: HISTORY_COLUMNS); a row without one of those columns is a bug."""
+        for r in rows:
+            missing = [c for c in HISTORY_COLUMNS if c not in r]
+            if missing:
+                raise ValueError(f"history row of epoch {r.get('epoch')} lacks {missing} (asge.runfolder.HISTORY_COLUMNS)")
         write_text(self.path(HISTORY), history_csv(rows))
 
     def write_diagnostics(self, diagnostics: Mapping[str, Any]) -> None:

@@ -85,10 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace, cfg: dict, request: dict | None) -> int:
     """Train `cfg` into args.out (or find it finished); the exit code, with one clear line on failure."""
     # here, not at the top: `--check` and config errors answer without importing torch
-    from asge.checkpoint import CheckpointError
     from asge.data import DataError
     from asge.engine import NonFiniteLoss, Trainer
-    from asge.runfolder import CHECKPOINT, RunFileCorrupt, RunFolder, RunFolderBusy, RunFolderMismatch
+    from asge.runfolder import CHECKPOINT, CheckpointError, RunFileCorrupt, RunFolder, RunFolderBusy
     from asge.runtime import DeviceError
     from asge.stopping import Terminated, raise_on_sigterm
 
@@ -102,16 +101,20 @@ def train(args: argparse.Namespace, cfg: dict, request: dict | None) -> int:
     raise_on_sigterm()
     try:
         with folder.lock(wait=args.wait or os.environ.get("ASGE_WAIT_FOR_LOCK") == "1"):
-            if not folder.prepare(cfg, force=args.force):
+            start = folder.start(cfg, force=args.force)
+            if start.kind == "refused":
+                print(f"error: {start.why}", file=sys.stderr)
+                return 2
+            if start.kind == "done":
                 restore_start_files(folder, cfg, request)
                 print(f"{folder.path('metrics.json')} exists: this run is finished with these settings",
                       file=sys.stderr)
                 return 0
-            # after prepare: a refused folder keeps the request of its result; rank 0 writes files
+            # after the decision: a refused folder keeps the request of its result; rank 0 writes files
             if request is not None and is_rank_zero():
                 write_request(folder.path("request.yaml"), request)
-            Trainer(cfg, folder, callbacks).run()
-    except (RunFolderBusy, RunFolderMismatch, RunFileCorrupt) as e:
+            Trainer(cfg, folder, callbacks, start).run()
+    except (RunFolderBusy, RunFileCorrupt) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Terminated as e:

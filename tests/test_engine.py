@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from asge.checkpoint import CheckpointError
 from asge.engine import CHECKPOINT, Callback, NonFiniteLoss, Trainer
+from asge.runfolder import CheckpointError, RunFolderMismatch
 from asge.train import main, resolve
 from tests.fakedata import write_mnist
 
@@ -97,7 +97,7 @@ def test_corrupt_and_foreign_checkpoints_are_refused(data_root, tmp_path):
     ckpt = out / CHECKPOINT
     good = ckpt.read_bytes()
     # from another configuration (other lr): refused, not loaded silently
-    with pytest.raises(CheckpointError, match="another configuration"):
+    with pytest.raises(RunFolderMismatch, match="unfinished run with other settings .keys: lr"):
         Trainer(cfg_for(data_root, "lr=0.001"), out).run()
     # truncated file
     ckpt.write_bytes(good[: len(good) // 2])

@@ -209,3 +209,59 @@ def test_a_corrupt_run_file_is_named_with_its_fix(data_root, tmp_path, capsys):
     (out / "config.yaml").write_text("channels: [8, 16\nlr: 0.01\n")
     with pytest.raises(RunFileCorrupt, match=r"config.yaml cannot be read \(not valid YAML: .*line"):
         read_config(out)
+
+
+def test_start_is_one_decision_with_the_checkpoint_read_once(data_root, tmp_path, monkeypatch):
+    """RunFolder.start answers fresh / resume / done / refused, computing the digest once and
+    loading checkpoint.pt once (the engine resumes from that copy, it does not load it again)."""
+    import torch
+
+    from asge import runfolder
+
+    out = tmp_path / "run"
+    cfg = resolve("asge", "mnist", overrides=[*TINY, f"data_root={data_root}"])
+    assert RunFolder(out).start(cfg).kind == "fresh"
+    assert train(data_root, out) == 0
+    assert RunFolder(out).start(cfg).kind == "done"
+    loads, digests, real_load, real_digest = [], [], torch.load, runfolder.result_digest
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(runfolder, "result_digest", lambda c: digests.append(1) or real_digest(c))
+    longer = {**cfg, "epochs": 2}
+    start = RunFolder(out).start(longer)  # only epochs grew: resume from the finished run's checkpoint
+    assert start.kind == "resume" and start.checkpoint["epoch"] == 0 and len(loads) == 1 and len(digests) == 1
+    other = {**cfg, "lr": 0.02}
+    start = RunFolder(out).start(other)
+    assert start.kind == "refused" and "lr" in start.why and "--force" in start.why
+    (out / "metrics.json").unlink()  # an unfinished run of other settings: its checkpoint is refused too
+    start = RunFolder(out).start(other)
+    assert start.kind == "refused" and "unfinished run with other settings (keys: lr)" in start.why
+    assert (out / "checkpoint.pt").exists()  # a refusal deletes nothing
+    assert RunFolder(out).start(other, force=True).kind == "fresh" and not (out / "checkpoint.pt").exists()
+
+
+def test_history_has_a_declared_schema_and_a_reader_that_names_the_file(data_root, tmp_path):
+    from asge.runfolder import HISTORY_COLUMNS, RunFileCorrupt, read_history
+
+    out = tmp_path / "run"
+    assert list(read_history(out).columns) == list(HISTORY_COLUMNS)  # no epoch yet: empty, with the schema
+    assert train(data_root, out) == 0
+    hist = read_history(out)
+    assert set(HISTORY_COLUMNS) <= set(hist.columns) and "train_acc" in hist.columns  # ASGE's own column
+    assert hist.columns[:3].tolist() == ["epoch", "readout", "train_loss"]
+    text = (out / "history.csv").read_text()
+    (out / "history.csv").write_text(text.replace("val_acc", "val_accuracy", 1))
+    with pytest.raises(RunFileCorrupt, match=r"history\.csv.*lacks the columns \['val_acc'\]"):
+        read_history(out)
+    with pytest.raises(ValueError, match="lacks"):
+        RunFolder(out).write_history([{"epoch": 1, "readout": "layer1"}])
+
+
+def test_study_and_variant_are_read_from_the_run_folder_itself(tmp_path):
+    from asge.runfolder import run_labels, run_name
+
+    m = {"method": "asge", "dataset": "fashionmnist", "seed": 1}
+    abl = tmp_path / "runs" / "ablations" / run_name("asge", "fashionmnist", 1, "pool_avg")
+    assert abl.name == "asge-fashionmnist-pool_avg-s1"
+    assert run_labels(abl, m) == ("ablations", "pool_avg")
+    assert run_labels(tmp_path / "runs" / "main" / run_name("asge", "fashionmnist", 1), m) == ("main", "")
+    assert run_labels(tmp_path / "my-own-folder", m) == (tmp_path.name, "")  # outside the scheme: no variant

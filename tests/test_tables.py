@@ -16,6 +16,7 @@ sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 import aggregate  # noqa: E402
 import figures  # noqa: E402
+import runs_schema  # noqa: E402
 import tables  # noqa: E402
 import wfutil  # noqa: E402
 from asge.runfolder import COST_FIELDS, hardware_label  # noqa: E402
@@ -89,12 +90,17 @@ def test_one_function_per_table_and_one_formatter(tmp_path):
     assert "<td>ASGE</td>" in (tmp_path / "T1_main.html").read_text()
 
 
+def as_runs(rows: list[dict]) -> pd.DataFrame:
+    """Rows as runs.csv holds them: every column of the schema (those not given empty)."""
+    return pd.DataFrame(rows).reindex(columns=list(runs_schema.RUNS_COLUMNS))
+
+
 def main_runs(accs: dict[tuple[str, str], dict[int, float]]) -> pd.DataFrame:
     """runs.csv rows of the main study: {(method, data set): {seed: test accuracy}}."""
-    return pd.DataFrame([{"study": "main", "run": f"{m}-{d}-s{s}", "method": m, "dataset": d, "seed": s,
-                          "variant": None, "epochs": 2, "strategy": "fusion" if m == "asge" else "last",
-                          "is_primary": True, "test_acc": acc, "hardware": "CPU"}
-                         for (m, d), by_seed in accs.items() for s, acc in by_seed.items()])
+    return as_runs([{"study": "main", "run": f"{m}-{d}-s{s}", "method": m, "dataset": d, "seed": s,
+                     "variant": None, "epochs": 2, "strategy": "fusion" if m == "asge" else "last",
+                     "is_primary": True, "test_acc": acc, "hardware": "CPU"}
+                    for (m, d), by_seed in accs.items() for s, acc in by_seed.items()])
 
 
 def test_t1_gives_a_reproducible_bootstrap_interval_over_seeds(tmp_path):
@@ -179,7 +185,7 @@ def test_identical_alpha_patch_counts_are_noted():
     base = {"study": "ablations", "method": "asge", "dataset": "mnist", "seed": 0, "epochs": 1, "hardware": "CPU",
             "cfg_pooling": "rms", "is_primary": True, "goodness_dims_total": 48, "patches": "[1, 1, 1, 1]",
             "cfg_subset_per_class": None, "cfg_test_subset_per_class": None}
-    runs = pd.DataFrame([
+    runs = as_runs([
         {**base, "run": "a0", "variant": "alpha_0", "cfg_alpha": 0.0, "strategy": "fusion", "test_acc": 0.5},
         {**base, "run": "a05", "variant": "alpha_05", "cfg_alpha": 0.5, "strategy": "fusion", "test_acc": 0.5},
         {**base, "run": "ref", "variant": "reference", "cfg_alpha": 1.0, "strategy": "fusion", "test_acc": 0.6,
@@ -237,7 +243,8 @@ def test_t9_shows_the_t_interval_first():
 
 def write_history(run_dir: Path, best_per_epoch: list[float]) -> None:
     """history.csv of a two-readout run whose better readout reaches these validation accuracies."""
-    rows = [{"epoch": e + 1, "readout": r, "val_acc": v - (0.1 if r == "layer1" else 0.0)}
+    cost = {"train_loss": 0.5, "epoch_time_s": 10.0, "images_per_s": 100.0, "lr": 0.01, "peak_memory_bytes": 0}
+    rows = [{"epoch": e + 1, "readout": r, "val_acc": v - (0.1 if r == "layer1" else 0.0), **cost}
             for e, v in enumerate(best_per_epoch) for r in ("layer1", "layer2")]
     pd.DataFrame(rows).to_csv(run_dir / "history.csv", index=False)
 
@@ -294,8 +301,64 @@ def test_t3_takes_the_main_runs_as_reference_when_the_preset_plans_none():
     cfg = {**CFG, "methods": ["asge"], "datasets": ["fashionmnist"], "reported": [],
            "ablations": {"method": "asge", "dataset": "fashionmnist", "seeds": [0, 1],
                          "variants": {"pool_avg": {"pooling": "avg"}, "pool_max": {"pooling": "max"}}}}
-    t3 = tables.build("T3_pooling", pd.DataFrame(rows), cfg)
+    t3 = tables.build("T3_pooling", as_runs(rows), cfg)
     rms = t3.data.set_index("pooling").loc["rms"]
     assert rms["fusion_n"] == 2 and rms["fusion_acc_mean"] == pytest.approx(90.5)  # seeds 0 and 1 only
     assert t3.data.set_index("pooling").loc["max", "fusion_n"] == 2
     assert any("main study's runs" in n for n in t3.notes)
+
+
+def test_an_empty_study_writes_every_column_and_builds_every_table(tmp_path):
+    """No finished run (issue #27): runs.csv is its header, read back with every column, and every
+    table of the registry builds from it; each cell says "not run", T10 and T11 have no row."""
+    import table_registry
+    from asge.atomic import write_csv
+
+    path = tmp_path / "runs.csv"
+    write_csv(path, aggregate.aggregate([]))
+    assert path.read_text() == ",".join(runs_schema.RUNS_COLUMNS) + "\n"
+    runs = runs_schema.read_runs(path)
+    assert runs.empty and list(runs.columns) == list(runs_schema.RUNS_COLUMNS)
+    cfg = {**CFG, "budget_reference": "short/runs.csv",
+           "ablations": {"method": "asge", "dataset": "mnist", "seeds": [0],
+                         "variants": {"reference": {}, "pool_avg": {"pooling": "avg"}, "alpha_0": {"alpha": 0.0}}}}
+    for name in table_registry.TABLES:
+        table = tables.build(name, runs, cfg, budget_runs=runs)
+        assert len(table.show) == len(table.data), name
+        if name in ("T10_budget", "T11_convergence"):  # a row per run: none
+            assert table.data.empty, name
+        else:  # a row per configured cell, every one not run
+            assert len(table.data) and all("not run" in s for s in table.data["status"]), (name, table.data)
+        tables.write(name, table, {fmt: str(tmp_path / f"{name}.{fmt}") for fmt in ("md", "tex", "csv", "html")})
+    t1 = tables.build("T1_main", runs, cfg).data.set_index(["method", "dataset"])
+    assert t1.loc[("dtg-ff", "cifar10"), "status"] == "not run (not in this suite)" and t1["n"].eq(0).all()
+    assert any("0 of 0 runs here" in n for n in tables.build("T11_convergence", runs, cfg).notes)
+    assert list(aggregate.display(runs)["runs"]) == ["no finished run"]
+
+
+def test_read_runs_names_the_missing_column_and_the_file(tmp_path):
+    committed = pd.read_csv(REPO / "results" / "reference" / "tables" / "runs.csv")
+    old = tmp_path / "runs.csv"
+    committed.drop(columns=["val_acc", "cfg_theta"]).to_csv(old, index=False)
+    with pytest.raises(ValueError) as err:
+        runs_schema.read_runs(old)
+    message = str(err.value)
+    assert str(old) in message and "cfg_theta, val_acc" in message and "--forcerun aggregate" in message
+    old.write_text("")  # an empty study's runs.csv before the column list
+    with pytest.raises(ValueError, match="lacks the runs.csv column.s. study, run, method"):
+        runs_schema.read_runs(old)
+    committed.assign(extra=1).to_csv(old, index=False)  # a column not in the list is not read
+    assert list(runs_schema.read_runs(old).columns) == list(runs_schema.RUNS_COLUMNS)
+
+
+def test_the_column_list_is_the_committed_header_and_what_aggregate_writes(tmp_path, monkeypatch):
+    header = (REPO / "results" / "reference" / "tables" / "runs.csv").read_text().splitlines()[0]
+    assert header.split(",") == list(runs_schema.RUNS_COLUMNS)
+    assert runs_schema.COST == COST_FIELDS
+    assert runs_schema.CONFIG == tuple(f"cfg_{k}" for k in aggregate.CONFIG_COLUMNS)
+    dirs = [fake_run(tmp_path, "main", "asge-mnist-s0", "asge", 0.9)]
+    assert list(aggregate.aggregate(dirs).columns) == list(runs_schema.RUNS_COLUMNS)
+    rows = aggregate.run_rows  # a column that the list does not declare fails, named
+    monkeypatch.setattr(aggregate, "run_rows", lambda d: [{**r, "new_col": 1} for r in rows(d)])
+    with pytest.raises(ValueError, match="new_col"):
+        aggregate.aggregate(dirs)

@@ -18,7 +18,6 @@ never decides (the run folder stays the source of truth).
 """
 from __future__ import annotations
 
-import csv
 import logging
 import random
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from asge.ranks import is_rank_zero
-from asge.runfolder import CONFIG, HISTORY, METRICS, Metrics
+from asge.runfolder import CONFIG, HISTORY, METRICS, Metrics, read_history
 from asge.stopping import Terminated
 from asge.tracking.records import (
     TAG,
@@ -48,14 +47,17 @@ log = logging.getLogger("asge.tracking")
 ACTIVE = ("RUNNING", "SCHEDULED")
 
 
-def earlier_history(out_dir: Path, start_epoch: int) -> list[dict[str, str]]:
+def history_rows(out_dir: Path) -> list[dict[str, Any]]:
+    """history.csv's rows (asge.runfolder.read_history) as records; [] when there is none."""
+    return read_history(out_dir).to_dict("records")
+
+
+def earlier_history(out_dir: Path, start_epoch: int) -> list[dict[str, Any]]:
     """The history rows of epochs 1..start_epoch that an earlier attempt left in the folder
     (a resumed run continues from them; later rows, if any, are retrained)."""
-    path = Path(out_dir) / HISTORY
-    if start_epoch <= 0 or not path.is_file():
+    if start_epoch <= 0:
         return []
-    with path.open(newline="") as f:
-        return [r for r in csv.DictReader(f) if int(float(r["epoch"])) <= start_epoch]
+    return [r for r in history_rows(out_dir) if int(r["epoch"]) <= start_epoch]
 
 
 class MLflowCallback:

@@ -14,14 +14,13 @@ import adds nothing; so is a folder without metrics.json (unfinished).
 from __future__ import annotations
 
 import contextlib
-import csv
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from asge.runfolder import HISTORY, METRICS, Metrics, read_config, read_metrics
-from asge.tracking.callback import MLflowCallback
+from asge.runfolder import METRICS, Metrics, read_config, read_metrics
+from asge.tracking.callback import MLflowCallback, history_rows
 from asge.tracking.records import REPO, TAG, metrics_digest, number, recorded_environment_tags, result_digest, run_tags
 from asge.tracking.store import default_tracking_uri, locate_source
 
@@ -120,14 +119,6 @@ class ImportedRun(MLflowCallback):
             raise
 
 
-def read_history(folder: Path) -> list[dict[str, str]]:
-    path = Path(folder) / HISTORY
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def import_run(folder: Path, experiment: str, tracking_uri: str) -> str:
     """Import one run folder; '' when imported, else why it was skipped."""
     if not (Path(folder) / METRICS).is_file():
@@ -135,7 +126,7 @@ def import_run(folder: Path, experiment: str, tracking_uri: str) -> str:
     cfg = read_config(folder)
     if not cfg:
         return "no config.yaml"
-    run = ImportedRun(folder, experiment, tracking_uri, cfg, read_metrics(folder), read_history(folder))
+    run = ImportedRun(folder, experiment, tracking_uri, cfg, read_metrics(folder), history_rows(folder))
     if run.already_logged():
         return "already in the store"
     run.replay()

@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from asge.config import result_digest as config_digest
-from asge.runfolder import COST_FIELDS, METRICS, Metrics
+from asge.runfolder import COST_FIELDS, HISTORY_EPOCH_WIDE, METRICS, Metrics
 
 REPO = Path(__file__).resolve().parent.parent
 TAG = "asge."  # prefix of the suite's own tags
-#: history columns that hold the same value for every readout of an epoch
-EPOCH_WIDE = ("epoch_time_s", "images_per_s", "lr", "peak_memory_bytes", "compile_time_s")
 MAX_PARAM_CHARS = 6000
 
 
@@ -58,7 +56,7 @@ def epoch_metrics(rows: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, floa
                     continue
                 f = number(v)
                 if f is not None:
-                    m[k if k in EPOCH_WIDE else f"{k}.{r['readout']}"] = f
+                    m[k if k in HISTORY_EPOCH_WIDE else f"{k}.{r['readout']}"] = f
         vals = [f for f in (number(r.get("val_acc")) for r in rs) if f is not None]
         if vals:
             m["val_acc_best_readout"] = max(vals)

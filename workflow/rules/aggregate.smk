@@ -15,11 +15,6 @@ rule aggregate:
         ),
     log:
         results("logs", "aggregate.log"),
-    params:
-        plan=lambda wildcards: [
-            {"study": r.study, "run": r.name, "variant": r.variant or ""}
-            for r in planned_runs().values()
-        ],
     localrule: True
     conda:
         "../envs/asge.yaml"

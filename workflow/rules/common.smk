@@ -21,6 +21,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
+from asge.runfolder import run_name  # the run folders' naming scheme (torch-free)
 
 STUDIES = ("main", "ablations")
 
@@ -43,11 +44,6 @@ class Run:
     seed: int
     variant: str | None = None
     variant_settings: dict = field(default_factory=dict, compare=False, hash=False)
-
-
-def run_name(method, dataset, seed, variant=None):
-    """Deterministic run (and MLflow run) name: asge-cifar10-s0, asge-cifar10-pool_avg-s0."""
-    return "-".join([method, dataset, *([variant] if variant else []), f"s{seed}"])
 
 
 def not_run_reason(method, dataset):

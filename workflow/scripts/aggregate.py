@@ -1,7 +1,9 @@
 """Collect the finished run folders into one tidy table: results/.../tables/runs.csv.
 
-The run folders are the only source: every row comes from one run's metrics.json and
-config.yaml (results/runs/<study>/<run>/), one row per run and prediction strategy.
+The run folders are the only source: every row comes from one run's metrics.json, config.yaml
+and history.csv, one row per run and prediction strategy; study and variant from the folder's
+place and name (results/<preset>/runs/<study>/<run>/, asge.runfolder.run_labels), so no plan
+of the workflow is needed.
 Inputs and outputs come from the Snakemake rule `aggregate`; standalone:
 
     python workflow/scripts/aggregate.py OUT.csv RUN_DIR [RUN_DIR ...]
@@ -16,7 +18,8 @@ import pandas as pd
 
 from asge.atomic import write_csv
 from asge.methods import method_class
-from asge.runfolder import COST_FIELDS, HISTORY, hardware_label, read_config, read_metrics
+from asge.runfolder import COST_FIELDS, hardware_label, read_config, read_history, read_metrics, run_labels
+from runs_schema import RUNS_COLUMNS
 
 #: epochs over which a converged run's best validation accuracy must stop rising (issue #26)
 FLAT_EPOCHS = 3
@@ -43,10 +46,9 @@ def validation_curve(run_dir: Path) -> dict[str, Any]:
     """The best readout's validation accuracy per epoch (history.csv), reduced to what the
     convergence check needs: its best value over the run and how much of it the last k epochs
     added (percentage points), k = FLAT_EPOCHS, or all but the first epoch in shorter runs."""
-    path = run_dir / HISTORY
-    if not path.is_file():
+    hist = read_history(run_dir)
+    if hist.empty:
         return {"val_best": None, "val_gain_last3": None, "val_gain_epochs": None}
-    hist = pd.read_csv(path)
     running = hist.groupby("epoch")["val_acc"].max().sort_index().cummax()
     k = min(FLAT_EPOCHS, len(running) - 1)
     gain = 100 * (running.iloc[-1] - running.iloc[-1 - k]) if k > 0 else None
@@ -58,17 +60,16 @@ def _cell(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, (list, dict)) else v
 
 
-def run_rows(run_dir: Path, plan: dict[tuple[str, str], dict] | None = None) -> list[dict[str, Any]]:
+def run_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of one finished run folder (one per prediction strategy)."""
     metrics = read_metrics(run_dir)
     cfg = read_config(run_dir)
-    study, name = run_dir.parent.name, run_dir.name
-    info = (plan or {}).get((study, name), {})
+    study, variant = run_labels(run_dir, metrics)
     hw = metrics.get("hardware") or {}
     extra = metrics.get("method_extra") or {}
     base = {
-        "study": study, "run": name, "method": metrics["method"], "dataset": metrics["dataset"],
-        "seed": metrics["seed"], "variant": info.get("variant") or "", "epochs": metrics["epochs"],
+        "study": study, "run": run_dir.name, "method": metrics["method"], "dataset": metrics["dataset"],
+        "seed": metrics["seed"], "variant": variant, "epochs": metrics["epochs"],
         "best_readout": metrics.get("best_readout"), "config_hash": metrics.get("config_hash"),
         "test_acc_per_readout": _cell(metrics.get("test_acc_per_readout")),
         **{k: metrics.get(k) for k in COST_FIELDS},
@@ -97,13 +98,19 @@ def run_rows(run_dir: Path, plan: dict[tuple[str, str], dict] | None = None) -> 
     return rows
 
 
-def aggregate(run_dirs: Iterable[Path], plan: dict | None = None) -> pd.DataFrame:
-    """One row per run and prediction strategy, sorted by study, method, data set, variant, seed."""
-    rows = [r for d in run_dirs for r in run_rows(Path(d), plan)]
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df = df.sort_values(["study", "method", "dataset", "variant", "seed", "strategy"], kind="stable")
-    return df
+def aggregate(run_dirs: Iterable[Path]) -> pd.DataFrame:
+    """One row per run and prediction strategy, sorted by study, method, data set, variant, seed,
+    with the columns of runs_schema.RUNS_COLUMNS in their order (no run: no row, every column).
+    A row whose columns differ from that list fails: the list and run_rows must agree."""
+    rows = [r for d in run_dirs for r in run_rows(Path(d))]
+    for row in rows[:1]:  # every row has the same keys
+        extra = [c for c in row if c not in RUNS_COLUMNS]
+        lacking = [c for c in RUNS_COLUMNS if c not in row]
+        if extra or lacking:
+            raise ValueError(f"run_rows and runs_schema.RUNS_COLUMNS disagree: columns not in the list {extra}, "
+                             f"columns run_rows does not give {lacking}; declare every column of runs.csv there")
+    df = pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
+    return df.sort_values(["study", "method", "dataset", "variant", "seed", "strategy"], kind="stable")
 
 
 #: the columns of runs.csv that the report's HTML view shows (the CSV has them all)
@@ -115,7 +122,7 @@ def display(df: pd.DataFrame) -> pd.DataFrame:
     """runs.csv for reading: the main columns, accuracies in %."""
     if df.empty:
         return pd.DataFrame({"runs": ["no finished run"]})
-    out = df[[c for c in DISPLAY if c in df]].copy()
+    out = df[list(DISPLAY)].copy()
     out["test_acc"] = [f"{100 * v:.2f}" if pd.notna(v) else "–" for v in out["test_acc"]]
     out = out.rename(columns={"test_acc": "test acc. (%)"})
     return out.fillna("")
@@ -126,9 +133,8 @@ def main_snakemake(snakemake: Any) -> None:
     from wfutil import setup_logging, to_html
 
     log = setup_logging(snakemake)
-    plan = {(p["study"], p["run"]): p for p in snakemake.params.plan}
     dirs = [Path(p).parent for p in snakemake.input.metrics]
-    df = aggregate(dirs, plan)
+    df = aggregate(dirs)
     Path(snakemake.output.table).parent.mkdir(parents=True, exist_ok=True)
     write_csv(snakemake.output.table, df)
     if "html" in snakemake.output.keys():

@@ -30,8 +30,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from asge.runfolder import hardware_label, read_config, read_metrics  # noqa: E402
+from asge.runfolder import hardware_label, read_config, read_history, read_metrics  # noqa: E402
 from figsave import save  # noqa: E402
+from runs_schema import read_runs  # noqa: E402
 from wfutil import dataset_classes, dataset_name, method_name, strategy_name  # noqa: E402
 
 #: FF's positive / negative accuracy columns, newest spelling first
@@ -141,8 +142,8 @@ def readouts_of(run_dir: Path, history: pd.DataFrame) -> list[str]:
 
 
 def fig1(history_csv: str, png: str, pdf: str) -> list[str]:
-    h = pd.read_csv(history_csv)
     run = Path(history_csv).parent
+    h = read_history(run)
     panels = []
     for split in ("train", "validation"):
         for kind, title in (("pos", "positive samples (G > θ)"), ("neg", "negative samples (G < θ)")):
@@ -160,8 +161,8 @@ def fig1(history_csv: str, png: str, pdf: str) -> list[str]:
 
 
 def fig3(history_csv: str, png: str, pdf: str) -> list[str]:
-    h = pd.read_csv(history_csv)
     run = Path(history_csv).parent
+    h = read_history(run)
     n = dataset_classes(read_metrics(run)["dataset"])
     fig, drawn = per_layer_panels(h, net_layers(readouts_of(run, h)),
                                   [("train_acc", "training (class accuracy)"), ("val_acc", "validation (class accuracy)")],
@@ -273,7 +274,7 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
     hardware, epochs = set(), set()
     for d in run_dirs:
         m = read_metrics(d)
-        runs.setdefault(m["method"], []).append((m, pd.read_csv(d / "history.csv")))
+        runs.setdefault(m["method"], []).append((m, read_history(d)))
         hardware.add(hardware_label(m.get("hardware") or {}))
         epochs.add(m["epochs"])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -324,14 +325,13 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
 def fig_cost(runs_csv: str, png: str, pdf: str, order: Sequence[str] = ()) -> pd.DataFrame:
     """Mean epoch time per method and data set, and inference parameters of the primary
     strategy (main study), methods in `order` (the configured one) first; returns the numbers."""
-    runs = pd.read_csv(runs_csv)
+    runs = read_runs(runs_csv)
     prim = runs[(runs["study"] == "main") & runs["is_primary"].astype(bool)]
     if prim.empty:
         raise ValueError(f"{runs_csv} holds no main-study run")
     methods = [m for m in order if m in set(prim["method"])] + sorted(set(prim["method"]) - set(order))
     datasets = list(dict.fromkeys(prim["dataset"]))
-    stats = prim.groupby(["method", "dataset"]).agg(time=("epoch_time_s_mean", "mean"),
-                                                    tmin=("epoch_time_s_mean", "min"),
+    stats = prim.groupby(["method", "dataset"]).agg(time=("epoch_time_s_mean", "mean"), tmin=("epoch_time_s_mean", "min"),
                                                     tmax=("epoch_time_s_mean", "max"),
                                                     params=("inference_params", "mean"),
                                                     strategy=("strategy", "first")).reset_index()

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.ticker import NullFormatter
 
 from figsave import save
+from runs_schema import read_runs
 from wfutil import dataset_name, method_name, strategy_name, suite_methods
 
 
@@ -40,7 +41,7 @@ def _points(runs: pd.DataFrame, method: str, dataset: str, strategy: str | None)
 def fig_budget(short_csv: str, long_csv: str, reported: Sequence[dict[str, Any]], methods: Sequence[str],
                png: str, pdf: str) -> dict[tuple[str, str], list[tuple[float, float, int]]]:
     """Draw the figure; returns {(data set, method/strategy): [(epochs, mean %, n) per budget]}."""
-    short, long = pd.read_csv(short_csv), pd.read_csv(long_csv)
+    short, long = read_runs(short_csv), read_runs(long_csv)
     datasets = [d for d in dict.fromkeys(long["dataset"]) if d in set(short["dataset"])] or list(dict.fromkeys(long["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
     shown: dict[tuple[str, str], list[tuple[float, float, int]]] = {}

@@ -15,11 +15,11 @@ Method names come from the method registry, data set names from the data set cat
 
 import json
 import math
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
+from runs_schema import read_runs
 from stats import bootstrap_mean_ci, t_interval
 from table_registry import TABLES
 from tables_ablation import ablation, t8_variants
@@ -57,17 +57,17 @@ def comparability(g: pd.DataFrame, run_file: dict[str, Any]) -> list[str]:
     which holds the paper-scale setting."""
     reasons = []
     for col, what in (("cfg_subset_per_class", "training subset"), ("cfg_test_subset_per_class", "test subset")):
-        vals = [v for v in g.get(col, pd.Series(dtype=float)).dropna() if finite(v) and float(v) > 0]
+        vals = [v for v in g[col].dropna() if finite(v) and float(v) > 0]
         if vals:
             reasons.append(f"{what} ({join_unique(int(v) for v in vals)} per class)")
     if finite(run_file.get("epochs")) and (g["epochs"] < int(run_file["epochs"])).any():
         reasons.append(f"{epochs_of(g)} epochs (paper-scale: {int(run_file['epochs'])})")
-    if run_file.get("channels") and "cfg_channels" in g:
+    if run_file.get("channels"):
         want = json.dumps(list(run_file["channels"]))
         got = {json.dumps(json.loads(v)) for v in g["cfg_channels"].dropna() if isinstance(v, str)}
         if got and got != {want}:
             reasons.append(f"channels {join_unique(sorted(got))} (paper-scale: {want})")
-    if "cfg_width" in g and any(finite(w) and float(w) != 1.0 for w in g["cfg_width"].dropna()):
+    if any(finite(w) and float(w) != 1.0 for w in g["cfg_width"].dropna()):
         reasons.append(f"width ×{join_unique(g['cfg_width'].dropna())}")
     return reasons
 
@@ -92,14 +92,14 @@ def t1_main(ctx: Context) -> Table:
             # rounded so that last-bit noise of the resample means cannot change the CSV
             low, high = (round(v, 6) for v in bootstrap_mean_ci(100 * g["test_acc"])) if n else (math.nan,) * 2
             t_low, t_high = (round(v, 6) for v in t_interval(100 * g["test_acc"])) if n else (math.nan,) * 2
-            params = g.drop_duplicates("run")["params_total"].mean() if n and "params_total" in g else math.nan
+            params = g.drop_duplicates("run")["params_total"].mean() if n else math.nan
             r_val = float(rep["value"].iloc[0]) if len(rep) else math.nan
             r_src = str(rep["source"].iloc[0]) if len(rep) else DASH
             reasons = comparability(g, ctx.run_files.get(f"{m}/{d}", {})) if n else []
             diff = mean - r_val if n and finite(r_val) and not reasons else math.nan
             if n and finite(r_val) and reasons:
                 not_comparable.append(f"{method_name(m)} on {dataset_name(d)}: {'; '.join(reasons)}")
-            strategy = join_unique(g["strategy"]) if len(g) else DASH
+            strategy = join_unique(g["strategy"])
             show.append({"Method": method_name(m), "Data set": dataset_name(d), "Strategy": strategy,
                          "Measured here (mean ± std, n)": text,
                          "95 % CI (t)": f"{ci_text(t_low, t_high)} (n={n})" if finite(t_low) else DASH,
@@ -205,7 +205,7 @@ def t5_imagenet(ctx: Context) -> Table:
         drow.update({"seeds": seeds_of(g), "epochs": epochs_of(g), "hardware": hardware_of(g)})
         show.append(row)
         data.append(drow)
-    notes = ctx.measured_note(ctx.primary[ctx.primary["dataset"] == "imagenet"] if len(ctx.primary) else ctx.primary)
+    notes = ctx.measured_note(ctx.primary[ctx.primary["dataset"] == "imagenet"])
     srcs = "; ".join(f"{v}: {join_unique(rep[rep['version'] == v]['source'])}" for v in versions)
     notes.append(f"Paper values (not measured here): {srcs}. The two versions of the paper report different "
                  f"ImageNet numbers; both are shown.")
@@ -276,11 +276,6 @@ def write(name: str, table: Table, paths: dict[str, str]) -> None:
     CSV (the tidy numbers) at paths {"md": ..., "tex": ..., "csv": ..., "html": ...}."""
     title, label = TITLES[name]
     write_table(table.show, table.data, paths, title, label, table.notes)
-
-
-def read_runs(path: str) -> pd.DataFrame:
-    """runs.csv; an empty frame when no run finished (aggregate writes an empty file)."""
-    return pd.read_csv(path) if Path(path).stat().st_size > 1 else pd.DataFrame()
 
 
 def main_snakemake(snakemake: Any) -> None:

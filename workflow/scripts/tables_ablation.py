@@ -37,7 +37,7 @@ def with_main_reference(ctx: Context, spec: dict[str, Any]) -> pd.DataFrame:
     of the ablated method and data set (at the ablation's seeds) stand in for it: they are the
     same settings, so a preset need not train them twice."""
     abl = ctx.ablations
-    if not spec.get("variants") or "reference" in spec["variants"] or not len(ctx.main):
+    if not spec.get("variants") or "reference" in spec["variants"]:
         return abl
     ref = pair(ctx.main, spec["method"], spec["dataset"])
     ref = ref[ref["seed"].isin(spec["seeds"])].assign(variant="reference")
@@ -57,24 +57,23 @@ def ablation(ctx: Context, axis: str) -> Table:
         for v in abl[col].unique():
             if (float(v) if axis == "alpha" else v) not in levels:
                 levels.append(float(v) if axis == "alpha" else v)
-    found = list(dict.fromkeys(abl["strategy"])) if len(abl) else ["fusion", "last", "best"]
+    found = list(dict.fromkeys(abl["strategy"])) or ["fusion", "last", "best"]
     strategies = sorted(found, key=lambda s: STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else len(STRATEGY_ORDER))
     show, data = [], []
     same_patches: dict[str, list[Any]] = {}  # patch counts -> the α levels that give them
     for lv in levels:
-        g = abl[(abl[col].astype(float) == float(lv)) if axis == "alpha" else (abl[col] == lv)] if len(abl) else abl
+        g = abl[(abl[col].astype(float) == float(lv)) if axis == "alpha" else (abl[col] == lv)]
         row = {axis.capitalize() if axis == "pooling" else "α": lv}
         drow: dict[str, Any] = {axis: lv, "status": "measured" if len(g) else NOT_RUN}
         for s in strategies:
-            gs = g[g["strategy"] == s] if len(g) else g
-            mean, std, n, text = mean_std(gs["test_acc"]) if len(gs) else (math.nan, math.nan, 0, NOT_RUN)
+            mean, std, n, text = mean_std(g[g["strategy"] == s]["test_acc"])
             row[f"{s} acc. (mean ± std, n)"] = text
             drow.update({f"{s}_acc_mean": mean, f"{s}_acc_std": std, f"{s}_n": n})
         if axis == "alpha":
-            dims = g["goodness_dims_total"].dropna() if len(g) else []
+            dims = g["goodness_dims_total"].dropna()
             row["Goodness dims (all layers)"] = human_int(dims.iloc[0]) if len(dims) else DASH
             drow["goodness_dims_total"] = dims.iloc[0] if len(dims) else math.nan
-            pat = g["patches"].dropna() if len(g) and "patches" in g else []
+            pat = g["patches"].dropna()
             row["Patches P_l per layer"] = " / ".join(map(str, json.loads(pat.iloc[0]))) if len(pat) else DASH
             drow["patches"] = pat.iloc[0] if len(pat) else ""
             if len(pat):
@@ -105,15 +104,14 @@ def t8_variants(ctx: Context) -> Table:
     spec = ctx.cfg.get("ablations") or {}
     abl = ctx.ablations
     dataset = spec.get("dataset", "?")
-    bp = ctx.primary[(ctx.primary["method"] == "bp") & (ctx.primary["dataset"] == dataset)] \
-        if len(ctx.primary) else ctx.primary
+    bp = pair(ctx.primary, "bp", dataset)
     show, data = [], []
     # yardsticks: each variant's best strategy against BP and against the variant "reference"
     # (rows are added BP first, then the variants in preset order)
     top = {"bp": math.nan, "reference": math.nan}
     val_ref = {"fusion": math.nan}  # the reference's validation accuracy of the headline strategy
 
-    strategies = [s for s in STRATEGY_ORDER if len(abl) and s in set(abl["strategy"])] or ["fusion", "last", "best"]
+    strategies = [s for s in STRATEGY_ORDER if s in set(abl["strategy"])] or ["fusion", "last", "best"]
 
     def add(label: str, settings: str, g: pd.DataFrame, own: list[str], factor: str, role: str = "") -> None:
         row: dict[str, Any] = {"Factor": factor, "Variant": label, "Settings": settings}
@@ -121,15 +119,12 @@ def t8_variants(ctx: Context) -> Table:
                                 "status": "measured" if len(g) else NOT_RUN}
         means = []
         for s in strategies:  # the same columns on every row; a strategy the method lacks shows "–"
-            gs = g[g["strategy"] == s] if len(g) else g
-            mean, std, n, text = mean_std(gs["test_acc"]) if len(gs) else (math.nan, math.nan, 0, NOT_RUN)
+            mean, std, n, text = mean_std(g[g["strategy"] == s]["test_acc"])
             row[f"{s} acc."] = text if s in own else DASH
             drow.update({f"{s}_acc_mean": mean, f"{s}_acc_std": std, f"{s}_n": n})
             means.append(mean)
         for s in strategies:  # validation: what recipe choices are made on (runs before #26 lack it)
-            gs = g[g["strategy"] == s] if len(g) else g
-            vals = gs["val_acc"] if "val_acc" in gs else []
-            mean, _, n, text = mean_std(vals) if len(gs) else (math.nan, math.nan, 0, NOT_RUN)
+            mean, _, n, text = mean_std(g[g["strategy"] == s]["val_acc"])
             row[f"{s} val. acc."] = (text if n else DASH) if s in own else DASH
             drow.update({f"{s}_val_acc_mean": mean, f"{s}_val_n": n})
         val_fusion = drow.get("fusion_val_acc_mean", math.nan)
@@ -150,7 +145,7 @@ def t8_variants(ctx: Context) -> Table:
 
     add(f"BP (reference, {dataset_name(dataset)})", "same backbone and budget", bp, ["last"], "learning rule", "bp")
     for variant, settings in (spec.get("variants") or {}).items():
-        g = abl[abl["variant"] == variant] if len(abl) else abl
+        g = abl[abl["variant"] == variant]
         text = ", ".join(f"{k}={v}" for k, v in (settings or {}).items()) or "defaults"
         add(variant, text, g, strategies, " + ".join(sorted(settings or {})) or "reference",
             "reference" if variant == "reference" else "")
@@ -171,11 +166,11 @@ T8_NOTE = ("{method} on {dataset}: each variant changes the listed keys of the r
 def layer_cells(g: pd.DataFrame, row: dict[str, Any], drow: dict[str, Any]) -> None:
     """The per-layer test accuracy (mean over the variant's runs), epoch time, seeds and epochs
     of one T8 row, into its display `row` and data `drow`."""
-    per_layer = [json.loads(v) for v in g.drop_duplicates("run")["test_acc_per_readout"]] if len(g) else []
+    per_layer = [json.loads(v) for v in g.drop_duplicates("run")["test_acc_per_readout"]]
     layers = [100 * sum(v) / len(v) for v in zip(*per_layer)] if per_layer else []
     row["Test acc. per layer (last epoch)"] = " / ".join(f"{a:.1f}" for a in layers) or DASH
     row["Last − best layer"] = signed(layers[-1] - max(layers), 1) if len(layers) > 1 else DASH
-    epoch_t = g.drop_duplicates("run")["epoch_time_s_mean"].dropna() if len(g) else []
+    epoch_t = g.drop_duplicates("run")["epoch_time_s_mean"].dropna()
     row["Epoch time (s)"] = f"{epoch_t.mean():.0f}" if len(epoch_t) else DASH
     row.update({"Seeds": seeds_of(g), "Epochs": epochs_of(g)})
     drow.update({"per_layer_test_acc": json.dumps(layers), "epoch_time_s": epoch_t.mean() if len(epoch_t) else math.nan})

@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
+from runs_schema import empty_runs
 from stats import paired_differences, t_interval
 from wfutil import (
     DASH,
-    NOT_RUN,
     STRATEGY_ORDER,
     Context,
     Table,
@@ -39,26 +39,23 @@ FLAT_EPOCHS = 3
 
 
 def _strategies(runs: pd.DataFrame, method: str, dataset: str) -> set[str]:
-    g = pair(runs, method, dataset)
-    return set(g["strategy"]) if len(g) else set()
+    return set(pair(runs, method, dataset)["strategy"])
 
 
 def _primary(runs: pd.DataFrame) -> pd.DataFrame:
-    main = runs[runs["study"] == "main"] if len(runs) else runs
-    return main[main["is_primary"].astype(bool)] if len(main) else main
+    main = runs[runs["study"] == "main"]
+    return main[main["is_primary"].astype(bool)]
 
 
 def gap_to_bp(runs: pd.DataFrame, method: str, dataset: str, strategy: str) -> dict[str, Any]:
     """Mean test accuracy (%) of `method`'s `strategy` and its gap to BP's primary strategy,
     paired by seed, with the t-interval of the paired differences."""
-    main = runs[runs["study"] == "main"] if len(runs) else runs
-    g = pair(main, method, dataset)
-    g = g[g["strategy"] == strategy] if len(g) else g
+    g = pair(runs[runs["study"] == "main"], method, dataset)
+    g = g[g["strategy"] == strategy]
     bp = pair(_primary(runs), BP, dataset)
-    mean, std, n, text = mean_std(g["test_acc"]) if len(g) else (math.nan, math.nan, 0, NOT_RUN)
-    out = {"mean": mean, "std": std, "n": n, "text": text, "epochs": epochs_of(g) if len(g) else DASH,
-           "seeds": seeds_of(g) if len(g) else DASH,
-           "params": g.drop_duplicates("run")["params_total"].mean() if len(g) and "params_total" in g else math.nan,
+    mean, std, n, text = mean_std(g["test_acc"])
+    out = {"mean": mean, "std": std, "n": n, "text": text, "epochs": epochs_of(g), "seeds": seeds_of(g),
+           "params": g.drop_duplicates("run")["params_total"].mean(),
            "gap": math.nan, "gap_low": math.nan, "gap_high": math.nan, "gap_n": 0}
     if method == BP or not len(g) or not len(bp):
         return out
@@ -81,12 +78,11 @@ def _gap_text(r: dict[str, Any]) -> str:
 
 def t10_budget(ctx: Context) -> Table:
     """T10: every method and strategy at the short budget and at this preset's, gap to BP at both."""
-    short = ctx.budget_runs if ctx.budget_runs is not None else pd.DataFrame()
+    short = ctx.budget_runs if ctx.budget_runs is not None else empty_runs()
     show, data = [], []
     for d in ctx.cfg["datasets"]:
         for m in ctx.cfg["methods"]:
-            found = _strategies(ctx.main, m, d) | (_strategies(short[short["study"] == "main"], m, d)
-                                                   if len(short) else set())
+            found = _strategies(ctx.main, m, d) | _strategies(short[short["study"] == "main"], m, d)
             for s in sorted(found, key=lambda s: STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else 99):
                 a, b = gap_to_bp(short, m, d, s), gap_to_bp(ctx.all, m, d, s)
                 rep = ctx.reported[(ctx.reported["method"] == m) & (ctx.reported["dataset"] == d)
@@ -121,19 +117,18 @@ def t10_budget(ctx: Context) -> Table:
 def t11_convergence(ctx: Context) -> Table:
     """T11: per run, the best validation accuracy and what its last three epochs added."""
     show, data = [], []
-    runs = ctx.all.drop_duplicates(["study", "run"]) if len(ctx.all) else ctx.all
-    for _, r in runs.iterrows() if len(runs) else []:
-        gain, k = r.get("val_gain_last3"), r.get("val_gain_epochs")
+    for _, r in ctx.all.drop_duplicates(["study", "run"]).iterrows():
+        gain, k = r["val_gain_last3"], r["val_gain_epochs"]
         # converged: flat over the full FLAT_EPOCHS window; a shorter run can only show it still rises
         flat = bool(finite(gain) and gain < FLAT_PP and finite(k) and int(k) == FLAT_EPOCHS)
         status = "flat" if flat else ("still rising" if finite(gain) and gain >= FLAT_PP
                                       else "too few epochs to tell" if finite(gain) else "–")
         show.append({"Study": r["study"], "Run": r["run"], "Epochs": int(r["epochs"]),
-                     "Best val. acc. (%)": f"{100 * r['val_best']:.2f}" if finite(r.get("val_best")) else DASH,
+                     "Best val. acc. (%)": f"{100 * r['val_best']:.2f}" if finite(r["val_best"]) else DASH,
                      "Gain in the last k epochs (pp)": signed(gain) if finite(gain) else DASH,
                      "k": int(k) if finite(k) else DASH, "Converged": status})
         data.append({"study": r["study"], "run": r["run"], "method": r["method"], "dataset": r["dataset"],
-                     "seed": r["seed"], "epochs": r["epochs"], "val_best": r.get("val_best"),
+                     "seed": r["seed"], "epochs": r["epochs"], "val_best": r["val_best"],
                      "val_gain": gain, "val_gain_epochs": k, "flat": flat})
     n_flat = sum(d["flat"] for d in data)
     notes = [f"Measured here (preset '{ctx.preset}'), validation split (never the test set): per epoch the best "

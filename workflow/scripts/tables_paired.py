@@ -31,8 +31,8 @@ def by_seed(g: pd.DataFrame) -> pd.Series:
 def strategies_of(ctx: Context, method: str, dataset: str) -> list[str]:
     """The strategies of `method` on `dataset` in the main study: the primary one first; [''] when
     it has no runs (one row that says so)."""
-    primary = sorted(set(pair(ctx.primary, method, dataset)["strategy"])) if len(ctx.primary) else []
-    every = sorted(set(pair(ctx.main, method, dataset)["strategy"])) if len(ctx.main) else []
+    primary = sorted(set(pair(ctx.primary, method, dataset)["strategy"]))
+    every = sorted(set(pair(ctx.main, method, dataset)["strategy"]))
     return primary + [s for s in every if s not in primary] or [""]
 
 
@@ -41,7 +41,7 @@ def paired_row(ctx: Context, dataset: str, baseline: str, strategy: str) -> tupl
     `dataset` ('': the baseline has no runs there)."""
     ga = pair(ctx.primary, REFERENCE, dataset)
     gb = pair(ctx.main, baseline, dataset)
-    gb = gb[gb["strategy"] == strategy] if len(gb) else gb
+    gb = gb[gb["strategy"] == strategy]
     a, b = by_seed(ga), by_seed(gb)
     shared = sorted(set(a.index) & set(b.index))
     if a.empty or b.empty:
@@ -76,7 +76,7 @@ def paired_row(ctx: Context, dataset: str, baseline: str, strategy: str) -> tupl
             "reference_mean": float(xa.mean()) if n else math.nan, "baseline_mean": float(xb.mean()) if n else math.nan,
             "diff_mean": diff, "ci95_boot_low": low, "ci95_boot_high": high, "ci95_t_low": t_low,
             "ci95_t_high": t_high, "reference_ahead": ahead if n else math.nan,
-            "reference_strategy": ", ".join(sorted(set(ga["strategy"]))) if len(ga) else "",
+            "reference_strategy": ", ".join(sorted(set(ga["strategy"]))),
             "reference_epochs": epochs_of(ga) if len(ga) else "", "baseline_epochs": epochs_of(gb) if len(gb) else ""}
     return show, data
 

@@ -152,26 +152,24 @@ def join_unique(values: Iterable[Any]) -> str:
 
 # --- a group of runs (rows of runs.csv) in words ----------------------------------------------
 def seeds_of(g: pd.DataFrame) -> str:
-    return ", ".join(str(int(s)) for s in sorted(g["seed"].unique())) if len(g) else DASH
+    return join_unique(int(s) for s in sorted(g["seed"].unique()))
 
 
 def epochs_of(g: pd.DataFrame) -> str:
-    return join_unique(int(e) for e in sorted(g["epochs"].unique())) if len(g) else DASH
+    return join_unique(int(e) for e in sorted(g["epochs"].unique()))
 
 
 def hardware_of(g: pd.DataFrame) -> str:
-    return join_unique(g["hardware"]) if len(g) else DASH
+    return join_unique(g["hardware"])
 
 
 def ints(g: pd.DataFrame, col: str) -> str:
-    """The distinct integer values of a column ('–' when absent)."""
-    return join_unique(int(v) for v in g[col] if finite(v)) if col in g else DASH
+    """The distinct integer values of a column ('–' when it has none)."""
+    return join_unique(int(v) for v in g[col] if finite(v))
 
 
 def scale_note(runs: pd.DataFrame) -> list[str]:
     """A note when runs used data subsets (smoke/tiny presets)."""
-    if runs.empty or "cfg_subset_per_class" not in runs:
-        return []
     sub = runs["cfg_subset_per_class"].dropna().unique()
     tsub = runs["cfg_test_subset_per_class"].dropna().unique()
     if len(sub) or len(tsub):
@@ -193,18 +191,19 @@ class Table:
 
 
 class Context:
-    """The runs split by study and the workflow's settings, shared by every table."""
+    """The runs split by study and the workflow's settings, shared by every table. `runs` has every
+    column of runs.csv (runs_schema.read_runs), also when it has no row."""
 
     def __init__(self, runs: pd.DataFrame, cfg: dict[str, Any]) -> None:
         self.all = runs
         self.cfg = cfg
-        self.main = runs[runs["study"] == "main"] if not runs.empty else runs
-        self.primary = self.main[self.main["is_primary"].astype(bool)] if not runs.empty else runs
+        self.main = runs[runs["study"] == "main"]
+        self.primary = self.main[self.main["is_primary"].astype(bool)]
         self.reported = pd.DataFrame(cfg["reported"], columns=["method", "dataset", "metric", "value", "source",
                                                                "version"])
         self.preset = cfg["preset"]
         self.run_files = {k: (json.loads(v) if v else {}) for k, v in (cfg.get("run_files") or {}).items()}
-        self.ablations = self.all[self.all["study"] == "ablations"] if len(self.all) else self.all
+        self.ablations = self.all[self.all["study"] == "ablations"]
         #: runs.csv of the shorter-budget study (`budget_reference`), for T10; None when not configured
         self.budget_runs: pd.DataFrame | None = None
 
@@ -226,7 +225,7 @@ class Context:
 
 def pair(runs: pd.DataFrame, method: str, dataset: str) -> pd.DataFrame:
     """The rows of one method on one data set."""
-    return runs[(runs["method"] == method) & (runs["dataset"] == dataset)] if len(runs) else runs
+    return runs[(runs["method"] == method) & (runs["dataset"] == dataset)]
 
 
 # --- writers ---------------------------------------------------------------------------------
