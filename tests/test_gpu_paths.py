@@ -242,10 +242,11 @@ def test_gpucheck_allow_cpu_end_to_end(tmp_path):
         assert 1 <= len(epochs) <= 2 and all(e["images_per_s"] > 0 and 0 <= e["val_acc_last"] <= 1 for e in epochs)
         # the engine's end of a run (test evaluation, inference memory, metrics.json) ran on what was trained
         assert 0 <= ph[f"train_{m}"]["result"]["test_acc"] <= 1
+        assert ph[f"train_{m}"]["result"]["peak_host_rss_mib"] > 300  # torch alone takes more than this
         assert (out / "runs" / f"{m}-mnist" / "metrics.json").exists()
     md = (out / "summary.md").read_text()
     assert "All phases passed." in md and "| asge |" in md and "Training bp on mnist" in md
-    assert "Test accuracy after" in md
+    assert "Test accuracy after" in md and "peak host memory (RSS" in md
 
 
 def test_gpucheck_reports_a_failed_phase_and_exits_nonzero(tmp_path):

@@ -15,7 +15,8 @@ error ends that phase only and the others still report:
   train_asge     ASGE with the paper recipe (config/presets/paper.yaml overrides on top of
   train_bp       config/runs/<method>/cifar10.yaml), for as many epochs as fit the box; prints
                  img/s and validation accuracy per epoch, then ends the run as the engine does
-                 (test accuracy, inference memory, metrics.json) on what was trained
+                 (test accuracy, inference memory, metrics.json) on what was trained, and the
+                 phase process's peak host memory (RSS; the paper preset's SLURM `mem_mb`)
 
 Writes DIR/summary.md and DIR/summary.json (and DIR/<phase>.json, DIR/<phase>.log, the runs
 under DIR/runs/); exits 1 if any phase failed or ran out of time, 2 on a CPU without --allow-cpu.
@@ -208,7 +209,17 @@ def phase_train(args: argparse.Namespace, method: str) -> dict[str, Any]:
     return {"method": method, "dataset": args.dataset, "recipe_epochs": cfg["epochs"], "batch_size": cfg["batch_size"],
             "amp": cfg["amp"], "channels_last": cfg["channels_last"], "stopped": stopped, "epochs": epochs,
             "test_acc": metrics.get("test_acc"), "strategy": metrics.get("primary_strategy"),
-            "peak_train_memory_mib": (metrics.get("peak_train_memory_bytes") or math.nan) / 2**20, "errors": errors}
+            "peak_train_memory_mib": (metrics.get("peak_train_memory_bytes") or math.nan) / 2**20,
+            "peak_host_rss_mib": peak_host_rss_mib(), "errors": errors}
+
+
+def peak_host_rss_mib() -> float:
+    """This phase process's peak resident host memory and its children's (MiB): what a SLURM job
+    of the paper preset needs from `mem_mb` besides the GPU (docs/operating.md, memory table)."""
+    import resource
+
+    kib = sum(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return kib / 1024
 
 
 def epoch_summaries(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

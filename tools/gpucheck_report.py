@@ -50,7 +50,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
                   f"{e['val_acc_best_readout'] * 100:.2f} | {e['val_acc_last'] * 100:.2f} |" for e in r["epochs"]]
         if r.get("test_acc") is not None:
             lines += ["", f"Test accuracy after {len(r['epochs'])} epoch(s) ({r['strategy']}): {r['test_acc'] * 100:.2f} %; "
-                      f"peak training memory less the resident data: {_f(r['peak_train_memory_mib'])} MiB."]
+                      f"peak training memory less the resident data: {_f(r['peak_train_memory_mib'])} MiB; "
+                      f"peak host memory (RSS, the process and its children): {_f(r.get('peak_host_rss_mib'))} MiB."]
         lines.append("")
     lines += [f"Goal (docs/benchmarks.md): {s['goal']}", ""]
     failed = {k: v for k, v in ph.items() if v["status"] != "ok"}
