@@ -4,7 +4,7 @@ A run folder (e.g. results/smoke/runs/main/asge-mnist-s0/) holds:
 
     request.yaml     the resolved config the workflow asks for (written by the workflow)
     config.yaml      the config the run trained with (request + runtime settings)
-    history.csv      one row per epoch and readout
+    history.csv      one row per epoch and readout (columns: HISTORY_COLUMNS)
     checkpoint.pt    model, optimiser, epoch, RNG states (every epoch; never committed)
     diagnostics.pt   what the method chooses to keep (Method.diagnostics), e.g. ASGE's goodness
     metrics.json     the final numbers (schema: `Metrics`), written last: it means "finished"
@@ -144,8 +144,8 @@ def read_metrics(out: str | Path) -> Metrics:
 
 
 def read_history(out: str | Path) -> pd.DataFrame:
-    """history.csv as a frame; an empty frame with the schema's
-    columns when there is none (no epoch finished). Names the file when it cannot be read."""
+    """history.csv as a frame; with no file yet (no epoch finished) an empty frame with the
+    schema's columns. RunFileCorrupt, naming the file, when it cannot be read or lacks a column."""
     import pandas as pd
 
     path = Path(out) / HISTORY
