@@ -214,8 +214,9 @@ def phase_train(args: argparse.Namespace, method: str) -> dict[str, Any]:
 
 
 def peak_host_rss_mib() -> float:
-    """This phase process's peak resident host memory and its children's (MiB): what a SLURM job
-    of the paper preset needs from `mem_mb` besides the GPU (docs/operating.md, memory table)."""
+    """This phase process's peak resident host memory plus its children's (MiB), an upper bound (the
+    two peaks need not coincide): what a SLURM job of the paper preset needs from `mem_mb` besides
+    the GPU (docs/operating.md, memory table)."""
     import resource
 
     kib = sum(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
