@@ -28,6 +28,9 @@ def expected_runs(cfg: dict) -> set[tuple[str, str]]:
     abl = cfg.get("ablations") or {}
     runs |= {("ablations", f"{abl['method']}-{abl['dataset']}-{v}-s{s}") for v in abl.get("variants") or {}
              for s in abl["seeds"]}
+    wid = cfg.get("width") or {}
+    runs |= {("width", f"{m}-{wid['dataset']}-{v}-s{s}") for v in wid.get("variants") or {} for m in wid["methods"]
+             for s in wid["seeds"]}
     return runs
 
 

@@ -2,7 +2,8 @@
 #
 # The plan: the effective config (config/config.yaml <- preset <- command line) lists methods,
 # data sets, seeds and ablation variants; `planned_runs()` turns them into Run records keyed by
-# (study, run name), e.g. ("main", "asge-cifar10-s0") or ("ablations", "asge-cifar10-pool_avg-s0").
+# (study, run name), e.g. ("main", "asge-cifar10-s0"), ("ablations", "asge-cifar10-pool_avg-s0") or
+# ("width", "asge-cifar10-eighth-s0").
 # Every training job is one Run. Its config is resolved once, here (`resolved_request`); it is
 # the job's param (saved as the run folder's request.yaml), so Snakemake's params trigger
 # retrains exactly the runs whose settings changed.
@@ -23,7 +24,7 @@ from snakemake.logging import logger
 
 from asge.runfolder import run_name  # the run folders' naming scheme (torch-free)
 
-STUDIES = ("main", "ablations")
+STUDIES = ("main", "ablations", "width")
 
 
 # --- configuration: loading and checking it lives in common_config.smk -----------------------------
@@ -75,6 +76,12 @@ def planned_runs():
         for s in abl["seeds"]:
             name = run_name(abl["method"], abl["dataset"], s, variant)
             runs[("ablations", name)] = Run("ablations", name, abl["method"], abl["dataset"], s, variant, settings or {})
+    wid = config.get("width") or {}  # the main study's methods at other widths (a scale study)
+    for variant, settings in (wid.get("variants") or {}).items():
+        for m in wid["methods"]:
+            for s in wid["seeds"]:
+                name = run_name(m, wid["dataset"], s, variant)
+                runs[("width", name)] = Run("width", name, m, wid["dataset"], s, variant, settings or {})
     if config.get("finished_only"):  # tables and figures of a study in progress, nothing trained
         runs = {k: r for k, r in runs.items() if os.path.exists(run_dir(r, "metrics.json"))}
     return runs
