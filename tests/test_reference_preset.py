@@ -30,7 +30,7 @@ def expected_runs(cfg: dict) -> set[tuple[str, str]]:
              for s in abl["seeds"]}
     wid = cfg.get("width") or {}
     runs |= {("width", f"{m}-{wid['dataset']}-{v}-s{s}") for v in wid.get("variants") or {} for m in wid["methods"]
-             for s in wid["seeds"]}
+             for s in (wid.get("seeds_by") or {}).get(v, wid["seeds"])}
     return runs
 
 

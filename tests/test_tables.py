@@ -68,7 +68,7 @@ def test_one_function_per_table_and_one_formatter(tmp_path):
     runs = aggregate.aggregate(dirs)
     assert set(tables.TABLES) == set(tables.TITLES) == {"T1_main", "T2_strategies", "T3_pooling", "T4_alpha",
                                                         "T5_imagenet", "T6_cost", "T8_variants", "T9_paired",
-                                                        "T10_budget", "T11_convergence"}
+                                                        "T10_budget", "T11_convergence", "T12_width"}
     t1 = tables.build("T1_main", runs, CFG)
     assert list(t1.show["Method"].unique()) == ["ASGE", "BP", "DTG-FF"]
     assert list(t1.show["Data set"].unique()) == ["MNIST", "CIFAR-10"]
@@ -289,6 +289,58 @@ def test_t10_gives_the_gap_to_bp_at_both_budgets():
     assert t10.show.set_index("Method").loc["BP", "Converged: − BP (pp, 95 % CI t)"] == "–"
 
 
+def width_runs(accs: dict[tuple[str, int], dict[int, float]]) -> pd.DataFrame:
+    """runs.csv rows of ASGE and BP on CIFAR-10 at widths of VGG8: {(method, width divisor): {seed:
+    test accuracy}}; divisor 4 is the main study's runs, the others the width study's."""
+    full = [128, 128, 256, 256, 512, 512, 512, 512]
+    return as_runs([{"study": "main" if k == 4 else "width", "run": f"{m}-cifar10-w{k}-s{s}", "method": m,
+                     "dataset": "cifar10", "seed": s, "variant": None if k == 4 else f"w{k}", "epochs": 20,
+                     "strategy": "fusion" if m == "asge" else "last", "is_primary": True, "test_acc": acc,
+                     "hardware": "CPU", "cfg_channels": json.dumps([c // k for c in full]), "cfg_width": 1.0,
+                     "params_total": 700_000 * 16 // k**2}
+                    for (m, k), by_seed in accs.items() for s, acc in by_seed.items()])
+
+
+WIDTH_CFG = {**CFG, "methods": ["asge", "bp"], "datasets": ["cifar10"],
+             "width": {"methods": ["asge", "bp"], "dataset": "cifar10", "seeds": [0, 1], "variants": {"w8": {}}},
+             "run_files": {f"{m}/cifar10": json.dumps({"channels": [128, 128, 256, 256, 512, 512, 512, 512]})
+                           for m in ("asge", "bp")},
+             "reported": [{"method": "asge", "dataset": "cifar10", "metric": "top1", "value": 90.62, "source": "x"}]}
+
+
+def test_t12_sets_the_widths_side_by_side_and_labels_the_extrapolation(tmp_path):
+    """Issue #26, item 4: per width the accuracy and the gap to BP paired by seed; the main study's
+    runs are the preset's own width; the line in log2(width) is carried to the paper's width and
+    labelled as an extrapolation; the figure draws the table's numbers."""
+    import figures_width
+
+    runs = width_runs({("asge", 8): {0: 0.60, 1: 0.62}, ("asge", 4): {0: 0.70, 1: 0.72},
+                       ("bp", 8): {0: 0.80, 1: 0.81}, ("bp", 4): {0: 0.85, 1: 0.86}})
+    t12 = tables.build("T12_width", runs, WIDTH_CFG)
+    d = t12.data.set_index(["method", "kind", "width"])
+    assert d.loc[("asge", "measured", 0.125), "mean"] == pytest.approx(61.0)
+    assert d.loc[("asge", "measured", 0.25), "gap"] == pytest.approx(-14.5)  # paired: -15, -14
+    assert d.loc[("asge", "measured", 0.125), "gap_n"] == 2
+    ext = d.loc[("asge", "extrapolation", 1.0)]
+    assert ext["per_doubling"] == pytest.approx(10.0) and ext["mean"] == pytest.approx(91.0)  # 71 + 2 doublings
+    assert ext["gap"] == pytest.approx(91.0 - 95.5) and ext["reported"] == 90.62  # BP: +5 per doubling
+    shown = t12.show.set_index(["Method", "Width"])
+    assert shown.loc[("ASGE", "1/8"), "Channels"] == "16-16-32-32-64-64-64-64"
+    assert shown.loc[("ASGE", "1"), "Test acc. (%)"].startswith("91.0 (extrapolation")
+    assert shown.loc[("ASGE", "1"), "− BP (pp, 95 % CI t)"] == "-4.50 (extrapolation)"
+    assert any("not a measurement" in n for n in t12.notes)
+    paths = {fmt: str(tmp_path / f"T12_width.{fmt}") for fmt in ("md", "tex", "csv", "html")}
+    tables.write("T12_width", t12, paths)
+    shown = figures_width.fig_width(paths["csv"], str(tmp_path / "w.png"), str(tmp_path / "w.pdf"))
+    assert shown["asge"] == [(0.125, pytest.approx(61.0)), (0.25, pytest.approx(71.0))]
+    assert (tmp_path / "w.png").stat().st_size > 10_000 and (tmp_path / "w.pdf").exists()
+
+
+def test_t12_without_a_second_width_gives_no_extrapolation():
+    t12 = tables.build("T12_width", width_runs({("asge", 4): {0: 0.70}, ("bp", 4): {0: 0.85}}), WIDTH_CFG)
+    assert list(t12.data["kind"]) == ["measured", "measured"] and t12.data["per_doubling"].isna().all()
+
+
 def test_t3_takes_the_main_runs_as_reference_when_the_preset_plans_none():
     """The converged preset does not train ASGE's FashionMNIST runs twice: T3's RMS row is the
     main study's runs of the ablated method and data set at the ablation's seeds."""
@@ -325,7 +377,7 @@ def test_an_empty_study_writes_every_column_and_builds_every_table(tmp_path):
     for name in table_registry.TABLES:
         table = tables.build(name, runs, cfg, budget_runs=runs)
         assert len(table.show) == len(table.data), name
-        if name in ("T10_budget", "T11_convergence"):  # a row per run: none
+        if name in ("T10_budget", "T11_convergence", "T12_width"):  # a row per run (T12: no width study): none
             assert table.data.empty, name
         else:  # a row per configured cell, every one not run
             assert len(table.data) and all("not run" in s for s in table.data["status"]), (name, table.data)

@@ -260,6 +260,28 @@ def test_budget_table_and_figure_against_a_shorter_study(tiny, tmp_path):
     assert asge["short_gap"] == pytest.approx(asge["converged_gap"])
 
 
+def test_width_study_trains_its_runs_and_builds_t12_and_the_width_figure(tiny, tmp_path):
+    """`width` (the converged preset's second-width study, issue #26 item 4) plans its own runs
+    in runs/width/, takes the main study's runs as the preset's own width, and adds T12 and
+    fig_width; without it neither is planned."""
+    tiny_work, data = tiny
+    assert "T12_width" not in check(snakemake(tiny_work, data, "-n", "--forceall"))
+    work = tmp_path / "repo"
+    shutil.copytree(tiny_work, work, ignore=shutil.ignore_patterns(".snakemake"))
+    width = "width={methods: [asge, bp], dataset: mnist, seeds: [0], variants: {double: {channels: [16, 16, 32, 32]}}}"
+    out = check(snakemake(work, data, config=(width,)))
+    assert sorted(re.findall(r"wildcards: study=(\w+), run=([\w.-]+)", out)) == [
+        ("width", "asge-mnist-double-s0"), ("width", "bp-mnist-double-s0")], out[-3000:]
+    out_dir = work / "results" / "tiny"
+    for name in ("tables/T12_width.md", "tables/T12_width.csv", "figures/fig_width.png", "figures/fig_width.pdf"):
+        assert (out_dir / name).is_file(), name
+    t12 = pd.read_csv(out_dir / "tables" / "T12_width.csv")
+    asge = t12[t12["method"] == "asge"].set_index("kind")
+    assert sorted(asge.loc["measured", "width"]) == [0.125, 0.25]  # 8-8-16-16 and 16-16-32-32 of 64-64-128-128
+    assert asge.loc["extrapolation", "width"] == 1.0 and asge.loc["extrapolation", "n"] == 2
+    assert "width" in set(pd.read_csv(out_dir / "tables" / "runs.csv")["study"])
+
+
 def test_a_failed_rebuild_keeps_the_previous_tables_and_figures(tiny, tmp_path):
     """A corrupt metrics.json fails the rebuild with the file named; Snakemake puts the previous
     (committed) runs table, tables and figures back instead of deleting them (`update()` outputs)."""

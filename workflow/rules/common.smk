@@ -79,7 +79,7 @@ def planned_runs():
     wid = config.get("width") or {}  # the main study's methods at other widths (a scale study)
     for variant, settings in (wid.get("variants") or {}).items():
         for m in wid["methods"]:
-            for s in wid["seeds"]:
+            for s in (wid.get("seeds_by") or {}).get(variant, wid["seeds"]):
                 name = run_name(m, wid["dataset"], s, variant)
                 runs[("width", name)] = Run("width", name, m, wid["dataset"], s, variant, settings or {})
     if config.get("finished_only"):  # tables and figures of a study in progress, nothing trained
@@ -233,13 +233,16 @@ FIGURES = {
     "fig4_goodness": ("fig4", "fig4", "Paper figures", "Fig. 4: ASGE goodness distributions"),
     "fig_cost": ("cost", "fig_cost", "Cost", "Training time and inference size"),
     "fig_budget": ("budget", "fig_budget", "Accuracy", "Short budget against convergence"),
+    "fig_width": ("width", "fig_width", "Accuracy", "Width against the distance to the paper"),
 }
 ACCURACY_FIGURE = "fig_accuracy_"
 
 
 def table_names():
-    """The tables this plan builds: T10 only where a shorter-budget study is configured."""
-    return [t for t in TABLES if t != "T10_budget" or config.get("budget_reference")]
+    """The tables this plan builds: T10 only where a shorter-budget study is configured, T12 only
+    where a width study is planned."""
+    return [t for t in TABLES if (t != "T10_budget" or config.get("budget_reference"))
+            and (t != "T12_width" or runs_of(study="width"))]
 
 
 def table_inputs(wildcards):
@@ -291,6 +294,8 @@ def figure_inputs(wildcards):
         if not config.get("budget_reference"):
             raise WorkflowError("fig_budget needs `budget_reference`: the runs.csv of a shorter-budget study")
         return {"runs": results("tables", "runs.csv"), "reference": config["budget_reference"]}
+    if kind == "width":  # drawn from the table it illustrates
+        return {"table": table_file("T12_width", "csv")}
     if kind == "accuracy":
         runs = runs_of(study="main", dataset=wildcards.figure[len(ACCURACY_FIGURE):])
         return {"history": run_files(runs, "history.csv"), "metrics": run_files(runs, "metrics.json")}
@@ -320,6 +325,8 @@ def figure_names():
         names.append("fig_cost")
         if config.get("budget_reference"):
             names.append("fig_budget")
+    if runs_of(study="width"):
+        names.append("fig_width")
     return names
 
 
@@ -330,8 +337,11 @@ def aggregate_inputs(wildcards):
 
 
 def all_targets():
-    """Everything the default target builds: the runs table, all tables and figures."""
-    targets = [results("tables", "runs.csv")]
+    """Everything the default target builds: every planned run, the runs table, all tables and
+    figures. The runs are named here, not only as the runs table's inputs: Snakemake (since 7.7)
+    does not rebuild an existing output for a missing input, so a run added to a study whose
+    runs.csv is committed (a fresh clone, no Snakemake records) would otherwise never train."""
+    targets = run_files(planned_runs().values(), "metrics.json") + [results("tables", "runs.csv")]
     targets += [table_file("T7_channel_scaling", f) for f in TABLE_FORMATS]
     targets += [table_file(t, f) for t in table_names() for f in TABLE_FORMATS]
     targets += [figure_file(n, f) for n in figure_names() for f in ("png", "pdf")]

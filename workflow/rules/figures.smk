@@ -27,7 +27,7 @@ rule figure:
         if wildcards.figure.startswith(ACCURACY_FIGURE)
         else "",
         methods=lambda wildcards: list(config["methods"]),
-        # the papers' numbers, drawn as lines in the budget figure only
+        # the papers' numbers, drawn as lines in the budget figure only (the width figure reads them from T12)
         reported=lambda wildcards: config["reported"] if wildcards.figure == "fig_budget" else [],
         caption=lambda wildcards: report_caption(figure_spec(wildcards.figure)[1]),
     localrule: True

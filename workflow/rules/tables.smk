@@ -29,8 +29,8 @@ rule table:
         cfg=lambda wildcards: {
             **{
                 k: config.get(k)
-                for k in ("preset", "methods", "datasets", "seeds", "not_run", "ablations", "reported",
-                          "budget_reference", "finished_only")
+                for k in ("preset", "methods", "datasets", "seeds", "not_run", "ablations", "width",
+                          "reported", "budget_reference", "finished_only")
             },
             # the paper-scale settings, against which T1 decides where a difference to a
             # reported number is meaningful

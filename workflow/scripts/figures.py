@@ -8,7 +8,9 @@ fig3: ASGE per-layer class accuracy per epoch, training left, validation right (
       2..L-1 of VGG8) is drawn solid, the first and last layer dashed.
 fig4: ASGE spatial goodness distributions (log scale) before pooling and after RMS, average and
       max pooling, for the two pooling layers with the most channels (diagnostics.pt["goodness"]).
-budget: test accuracy at a short budget and at convergence (figures_budget.py).
+cost: epoch time and inference parameters per method (figures_cost.py); budget: test accuracy at
+      a short budget and at convergence (figures_budget.py); width: accuracy and gap to BP per
+      width (figures_width.py, from table T12).
 accuracy: per data set and method, ONE predictor: the line is its validation accuracy per
       epoch, the star its final test accuracy (mean over seeds, band / bar = min..max). The
       predictor is the method's primary strategy when that is a single readout (BP's head,
@@ -32,7 +34,6 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from asge.runfolder import hardware_label, read_config, read_history, read_metrics  # noqa: E402
 from figsave import save  # noqa: E402
-from runs_schema import read_runs  # noqa: E402
 from wfutil import dataset_classes, dataset_name, method_name, strategy_name  # noqa: E402
 
 #: FF's positive / negative accuracy columns, newest spelling first
@@ -322,52 +323,6 @@ def fig_accuracy(dataset: str, run_dirs: Sequence[Path], png: str, pdf: str) -> 
     return shown
 
 
-def fig_cost(runs_csv: str, png: str, pdf: str, order: Sequence[str] = ()) -> pd.DataFrame:
-    """Mean epoch time per method and data set, and inference parameters of the primary
-    strategy (main study), methods in `order` (the configured one) first; returns the numbers."""
-    runs = read_runs(runs_csv)
-    prim = runs[(runs["study"] == "main") & runs["is_primary"].astype(bool)]
-    if prim.empty:
-        raise ValueError(f"{runs_csv} holds no main-study run")
-    methods = [m for m in order if m in set(prim["method"])] + sorted(set(prim["method"]) - set(order))
-    datasets = list(dict.fromkeys(prim["dataset"]))
-    stats = prim.groupby(["method", "dataset"]).agg(time=("epoch_time_s_mean", "mean"), tmin=("epoch_time_s_mean", "min"),
-                                                    tmax=("epoch_time_s_mean", "max"),
-                                                    params=("inference_params", "mean"),
-                                                    strategy=("strategy", "first")).reset_index()
-    fig, (ax_t, ax_p) = plt.subplots(1, 2, figsize=(10, 3.8))
-    width = 0.8 / max(1, len(datasets))
-    x = np.arange(len(methods))
-    for j, d in enumerate(datasets):
-        sd = stats[stats["dataset"] == d].set_index("method").reindex(methods)
-        t = sd["time"].to_numpy(dtype=float)
-        err = [t - sd["tmin"].to_numpy(dtype=float), sd["tmax"].to_numpy(dtype=float) - t]
-        ax_t.bar(x + (j - (len(datasets) - 1) / 2) * width, t, width, yerr=err, capsize=2,
-                 label=dataset_name(d))
-    ax_t.set_xticks(x, [method_name(m) for m in methods])
-    ax_t.set_ylabel("mean epoch time (s)")
-    ax_t.set_title("training: time per epoch", fontsize=9)
-    ax_t.legend(fontsize=8, loc="best")
-    ax_t.grid(alpha=0.3, axis="y")
-    # one data set (parameters differ between data sets): the one with the most methods run
-    counts = prim.groupby("dataset")["method"].nunique()
-    shown = max(datasets, key=lambda d: counts[d])
-    first = stats[stats["dataset"] == shown].set_index("method").reindex(methods)
-    ax_p.bar(x, first["params"].to_numpy(dtype=float), color=[f"C{i}" for i in range(len(methods))])
-    ax_p.set_xticks(x, [f"{method_name(m)}\n{strategy_name(m, s)} Pred" if isinstance(s, str)
-                        else f"{method_name(m)}\n(not run on it)" for m, s in zip(methods, first["strategy"])])
-    ax_p.set_yscale("log")
-    ax_p.set_ylabel("parameters at inference")
-    ax_p.set_title(f"inference: parameters of the primary strategy ({dataset_name(shown)})", fontsize=9)
-    ax_p.grid(alpha=0.3, axis="y")
-    hardware = ", ".join(sorted(set(prim["hardware"].astype(str))))
-    fig.suptitle(f"Cost, measured here · {hardware} · epochs {', '.join(map(str, sorted(prim['epochs'].unique())))}",
-                 fontsize=9)
-    fig.tight_layout()
-    save(fig, png, pdf)
-    return stats
-
-
 def main_snakemake(snakemake: Any) -> None:
     from wfutil import setup_logging
 
@@ -384,6 +339,8 @@ def main_snakemake(snakemake: Any) -> None:
             log.info("%s: line and star = %s (readout %s), primary %s", method, info["strategy"], info["readouts"],
                      info["primary"])
     elif kind == "cost":
+        from figures_cost import fig_cost
+
         fig_cost(inp.runs, out.png, out.pdf, snakemake.params.methods)
     elif kind == "budget":
         from figures_budget import fig_budget
@@ -391,6 +348,10 @@ def main_snakemake(snakemake: Any) -> None:
         shown = fig_budget(inp.reference, inp.runs, snakemake.params.reported, snakemake.params.methods, out.png, out.pdf)
         for (d, ms), pts in shown.items():
             log.info("%s %s: %s", d, ms, ", ".join(f"{e:g} ep {mu:.2f} % (n={n})" for e, mu, n in pts))
+    elif kind == "width":
+        from figures_width import fig_width
+
+        log.info("width: %s", fig_width(inp.table, out.png, out.pdf))
     else:
         raise ValueError(f"unknown figure kind {kind!r}")
     log.info("%s -> %s", kind, out.png)

@@ -33,5 +33,8 @@ TABLES: dict[str, TableSpec] = {
     "T11_convergence": TableSpec("T11. Convergence of each run", "Tables",
                                  "T11. Did each run converge? Best validation accuracy and its last three epochs' gain",
                                  "tab:convergence"),
+    "T12_width": TableSpec("T12. Width against the distance to the paper", "Tables",
+                           "T12. Width: test accuracy (%) per width, gap to BP, and a labelled extrapolation to the "
+                           "paper's width", "tab:width"),
     "T6_cost": TableSpec("T6. Training cost", "Cost", "T6. Training cost per method", "tab:cost"),
 }

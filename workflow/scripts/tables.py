@@ -25,6 +25,7 @@ from table_registry import TABLES
 from tables_ablation import ablation, t8_variants
 from tables_budget import t10_budget, t11_convergence
 from tables_paired import t9_paired
+from tables_width import t12_width
 from wfutil import (
     DASH,
     STRATEGY_ORDER,
@@ -253,6 +254,7 @@ BUILDERS: dict[str, Callable[[Context], Table]] = {
     "T9_paired": t9_paired,
     "T10_budget": t10_budget,
     "T11_convergence": t11_convergence,
+    "T12_width": t12_width,
 }
 if set(BUILDERS) != set(TABLES):
     raise RuntimeError(f"tables.py builds {sorted(BUILDERS)} but table_registry lists {sorted(TABLES)}: keep them equal")

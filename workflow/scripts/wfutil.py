@@ -9,6 +9,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -135,6 +136,11 @@ def human_int(v: Any) -> str:
         if abs(v) >= div:
             return f"{v / div:.2f}{unit}"
     return f"{v:.0f}"
+
+
+def width_text(w: float) -> str:
+    """A width fraction as a reader writes it: 1/8, 1/4, 1."""
+    return str(Fraction(w).limit_denominator(64)) if finite(w) else DASH
 
 
 def signed(v: Any, digits: int = 2) -> str:
