@@ -323,6 +323,7 @@ def test_t12_sets_the_widths_side_by_side_and_labels_the_extrapolation(tmp_path)
     assert d.loc[("asge", "measured", 0.125), "gap_n"] == 2
     ext = d.loc[("asge", "extrapolation", 1.0)]
     assert ext["per_doubling"] == pytest.approx(10.0) and ext["mean"] == pytest.approx(91.0)  # 71 + 2 doublings
+    assert ext["last_doubling"] == pytest.approx(10.0) and ext["max_residual"] == pytest.approx(0.0)
     assert ext["gap"] == pytest.approx(91.0 - 95.5) and ext["reported"] == 90.62  # BP: +5 per doubling
     shown = t12.show.set_index(["Method", "Width"])
     assert shown.loc[("ASGE", "1/8"), "Channels"] == "16-16-32-32-64-64-64-64"
@@ -334,6 +335,14 @@ def test_t12_sets_the_widths_side_by_side_and_labels_the_extrapolation(tmp_path)
     shown = figures_width.fig_width(paths["csv"], str(tmp_path / "w.png"), str(tmp_path / "w.pdf"))
     assert shown["asge"] == [(0.125, pytest.approx(61.0)), (0.25, pytest.approx(71.0))]
     assert (tmp_path / "w.png").stat().st_size > 10_000 and (tmp_path / "w.pdf").exists()
+
+
+def test_t12_fits_a_line_through_three_widths_and_says_how_straight_it_is():
+    runs = width_runs({("asge", 16): {0: 0.50}, ("asge", 8): {0: 0.62}, ("asge", 4): {0: 0.70},
+                       ("bp", 16): {0: 0.75}, ("bp", 8): {0: 0.80}, ("bp", 4): {0: 0.85}})
+    ext = tables.build("T12_width", runs, WIDTH_CFG).data.set_index(["method", "kind"]).loc[("asge", "extrapolation")]
+    assert ext["per_doubling"] == pytest.approx(10.0) and ext["last_doubling"] == pytest.approx(8.0)
+    assert ext["max_residual"] == pytest.approx(4 / 3) and ext["n"] == 3  # line 50.67, 60.67, 70.67
 
 
 def test_t12_without_a_second_width_gives_no_extrapolation():

@@ -33,7 +33,7 @@ from wfutil import (
 BP = "bp"
 #: T12's CSV columns (a row per method and width, plus one "extrapolation" row per method)
 DATA_COLUMNS = ("method", "strategy", "width", "kind", "params", "mean", "std", "n", "gap", "gap_low", "gap_high",
-                "gap_n", "per_doubling", "reported")
+                "gap_n", "per_doubling", "last_doubling", "max_residual", "reported")
 
 
 def width_fraction(channels: Any, width: Any, full: list[int]) -> float:
@@ -61,13 +61,17 @@ def width_runs(ctx: Context) -> pd.DataFrame:
     return runs
 
 
-def log_linear(ws: list[float], accs: list[float], at: float = 1.0) -> tuple[float, float]:
-    """(gain per doubling of width in points, the line's value at width `at`) of the least-squares
-    line through (log2 w, accuracy); NaN with fewer than two widths."""
+def log_linear(ws: list[float], accs: list[float], at: float = 1.0) -> tuple[float, float, float, float]:
+    """(gain per doubling of width in points, the line's value at width `at`, the gain of the last
+    measured doubling, the largest distance of a measured mean from the line) of the least-squares
+    line through (log2 w, accuracy), `ws` ascending; NaN with fewer than two widths."""
     if len(set(ws)) < 2:
-        return math.nan, math.nan
-    slope, icpt = np.polyfit(np.log2(ws), accs, 1)
-    return float(slope), float(slope * math.log2(at) + icpt)
+        return (math.nan,) * 4
+    x = np.log2(ws)
+    slope, icpt = np.polyfit(x, accs, 1)
+    last = (accs[-1] - accs[-2]) / (x[-1] - x[-2])
+    residual = float(np.max(np.abs(np.asarray(accs) - (slope * x + icpt))))
+    return float(slope), float(slope * math.log2(at) + icpt), float(last), residual
 
 
 def _gap(g: pd.DataFrame, bp: pd.DataFrame) -> tuple[float, float, float, int]:
@@ -98,7 +102,8 @@ def _measured(m: str, runs: pd.DataFrame) -> tuple[list[dict], list[dict], list[
                      "− BP (pp, 95 % CI t)": f"{signed(gap)} {ci_text(low, high)} (n={k})" if k else DASH})
         data.append({"method": m, "strategy": strategy, "width": w, "kind": "measured",
                      "params": g["params_total"].mean(), "mean": mean, "std": std, "n": n, "gap": gap,
-                     "gap_low": low, "gap_high": high, "gap_n": k, "per_doubling": math.nan, "reported": math.nan})
+                     "gap_low": low, "gap_high": high, "gap_n": k, "per_doubling": math.nan,
+                     "last_doubling": math.nan, "max_residual": math.nan, "reported": math.nan})
     return show, data, widths, means
 
 
@@ -115,7 +120,7 @@ def t12_width(ctx: Context) -> Table:
         show += s_rows
         data += d_rows
         fits[m] = (widths, *log_linear(widths, means))
-    for m, (widths, slope, at_full) in fits.items():
+    for m, (widths, slope, at_full, last, residual) in fits.items():
         if not finite(at_full):
             continue
         rep = ctx.reported[(ctx.reported["method"] == m) & (ctx.reported["dataset"] == d)
@@ -125,22 +130,26 @@ def t12_width(ctx: Context) -> Table:
         show.append({"Method": method_name(m), "Strategy": "extrapolated", "Width": "1",
                      "Channels": "-".join(str(c) for c in ctx.run_files[f"{m}/{d}"]["channels"]),
                      "Params": DASH, "Epochs": DASH,
-                     "Test acc. (%)": f"{at_full:.1f} (extrapolation: {signed(slope)} per doubling of width, from "
-                                      f"widths {', '.join(width_text(w) for w in widths)}; reported "
+                     "Test acc. (%)": f"{at_full:.1f} (extrapolation: {signed(slope)} per doubling of width, line "
+                                      f"through widths {', '.join(width_text(w) for w in widths)}, largest "
+                                      f"residual {residual:.2f}; last doubling {signed(last)}; reported "
                                       f"{f'{r_val:.2f}' if finite(r_val) else DASH})",
                      "− BP (pp, 95 % CI t)": f"{signed(gap)} (extrapolation)" if finite(gap) else DASH})
         data.append({"method": m, "strategy": "extrapolated", "width": 1.0, "kind": "extrapolation",
                      "params": math.nan, "mean": at_full, "std": math.nan, "n": len(widths), "gap": gap,
-                     "gap_low": math.nan, "gap_high": math.nan, "gap_n": 0, "per_doubling": slope, "reported": r_val})
+                     "gap_low": math.nan, "gap_high": math.nan, "gap_n": 0, "per_doubling": slope,
+                     "last_doubling": last, "max_residual": residual, "reported": r_val})
     notes = [f"Measured here (preset '{ctx.preset}'), {dataset_name(d)}: test accuracy in %, mean ± sample std "
              f"over seeds (n) of each method's primary strategy; the preset's own width is the main study's runs, "
              f"the other widths the width study's (same settings, seeds and epochs). Width: the channels as a "
              f"fraction of the paper's net (the run file).",
              "− BP: minus BP at the same width, paired by seed, with the 95 % Student-t interval of the differences "
              "and n.",
-             "Extrapolated: a straight line in log2(width) through the measured means, carried to the paper's width "
-             "at this preset's epochs. It is an extrapolation, not a measurement: through two widths the line is "
-             "exact and says nothing about curvature, and accuracy saturates, so it is an optimistic guide to what "
-             "width alone would give, not a prediction of the paper's number (which also used more epochs)."]
+             "Extrapolated: the least-squares line in log2(width) through the measured means, carried to the "
+             "paper's width at this preset's epochs; 'last doubling' is the gain between the two widest measured "
+             "widths, the residual the largest distance of a measured mean from the line. It is an extrapolation, "
+             "not a measurement: through two widths the line is exact and says nothing about curvature, and "
+             "accuracy saturates, so it is an optimistic guide to what width alone would give, not a prediction of "
+             "the paper's number (which also used more epochs)."]
     return Table(pd.DataFrame(data, columns=list(DATA_COLUMNS)), pd.DataFrame(show, columns=None if show else
                                                                            ["Method", "Width"]), notes)
