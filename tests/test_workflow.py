@@ -280,6 +280,11 @@ def test_width_study_trains_its_runs_and_builds_t12_and_the_width_figure(tiny, t
     assert sorted(asge.loc["measured", "width"]) == [0.125, 0.25]  # 8-8-16-16 and 16-16-32-32 of 64-64-128-128
     assert asge.loc["extrapolation", "width"] == 1.0 and asge.loc["extrapolation", "n"] == 2
     assert "width" in set(pd.read_csv(out_dir / "tables" / "runs.csv")["study"])
+    # a misspelt variant in seeds_by stops the plan with the names, before any job
+    typo = width.replace("seeds: [0],", "seeds: [0], seeds_by: {doubel: [1]},")
+    proc = snakemake(work, data, "-n", config=(typo,))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "width.seeds_by names doubel" in out and "(double)" in out, out[-2000:]
 
 
 def test_a_failed_rebuild_keeps_the_previous_tables_and_figures(tiny, tmp_path):

@@ -77,6 +77,10 @@ def planned_runs():
             name = run_name(abl["method"], abl["dataset"], s, variant)
             runs[("ablations", name)] = Run("ablations", name, abl["method"], abl["dataset"], s, variant, settings or {})
     wid = config.get("width") or {}  # the main study's methods at other widths (a scale study)
+    unknown = sorted(set(wid.get("seeds_by") or {}) - set(wid.get("variants") or {}))
+    if unknown:  # a misspelt variant would silently train every seed of it
+        raise WorkflowError(f"width.seeds_by names {', '.join(unknown)}, which width.variants does not list "
+                            f"({', '.join(wid.get('variants') or {}) or 'none'}): fix the name in the preset")
     for variant, settings in (wid.get("variants") or {}).items():
         for m in wid["methods"]:
             for s in (wid.get("seeds_by") or {}).get(variant, wid["seeds"]):
@@ -156,6 +160,14 @@ def default_request(method, dataset):
 
 
 @lru_cache(maxsize=None)
+def run_file_pairs():
+    """The "<method>/<dataset>" pairs whose run files the tables read: the main study's, and the
+    width study's (T12 measures width as a fraction of the run file's channels)."""
+    pairs = [f"{m}/{d}" for m in config["methods"] for d in config["datasets"]]
+    wid = config.get("width") or {}
+    return list(dict.fromkeys(pairs + [f"{m}/{wid['dataset']}" for m in wid.get("methods", [])]))
+
+
 def run_file_text(method, dataset):
     """The run file config/runs/<method>/<dataset>.yaml as canonical JSON ('' when the method has
     none): the paper-scale settings against which T1 judges comparability."""

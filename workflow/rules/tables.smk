@@ -34,9 +34,7 @@ rule table:
             },
             # the paper-scale settings, against which T1 decides where a difference to a
             # reported number is meaningful
-            "run_files": {
-                f"{m}/{d}": run_file_text(m, d) for m in config["methods"] for d in config["datasets"]
-            },
+            "run_files": {pair: run_file_text(*pair.split("/")) for pair in run_file_pairs()},
         },
         caption=lambda wildcards: report_caption(wildcards.table),
     localrule: True

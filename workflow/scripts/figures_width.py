@@ -3,13 +3,15 @@ so that it shows exactly the table's numbers.
 
 Left: each method's test accuracy (primary strategy) against the net's width as a fraction of
 the paper's (log2 scale): measured means with ± one sample std over seeds (solid), the labelled
-log-linear extrapolation to the paper's width (thin dashed) and the paper's reported number (a
-star at width 1). Right: the gap to BP per measured width with its 95 % t-interval.
+log-linear extrapolation (thin dashed: the fitted line, from the narrowest width to the paper's)
+and the paper's reported number (a star at width 1). Right: the gap to BP per measured width with
+its 95 % t-interval.
 """
 
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from figsave import save
@@ -31,7 +33,8 @@ def fig_width(table_csv: str, png: str, pdf: str) -> dict[str, list[tuple[float,
         shown[m] = list(zip(meas["width"], meas["mean"]))
         if len(ext):
             e = ext.iloc[0]
-            ax.plot([meas["width"].iloc[-1], e["width"]], [meas["mean"].iloc[-1], e["mean"]], "--", color=color,
+            line = np.array([meas["width"].iloc[0], e["width"]])  # the fitted line, from the narrowest width
+            ax.plot(line, e["mean"] + e["per_doubling"] * np.log2(line), "--", color=color,
                     linewidth=1, label=f"{method_name(m)} extrapolated: {e['mean']:.1f} ({e['per_doubling']:+.1f} "
                                        f"per doubling; not measured)")
             if not math.isnan(e["reported"]):
@@ -39,7 +42,8 @@ def fig_width(table_csv: str, png: str, pdf: str) -> dict[str, list[tuple[float,
                         label=f"{method_name(m)} reported {e['reported']:.2f} (paper: width 1, its epochs)")
         gaps = meas[meas["gap_n"] > 0]
         if len(gaps):
-            ax_gap.errorbar(gaps["width"], gaps["gap"], yerr=[gaps["gap"] - gaps["gap_low"], gaps["gap_high"] - gaps["gap"]],
+            err = [(gaps["gap"] - gaps["gap_low"]).fillna(0), (gaps["gap_high"] - gaps["gap"]).fillna(0)]  # n=1: none
+            ax_gap.errorbar(gaps["width"], gaps["gap"], yerr=err,
                             color=color, marker="o", capsize=3, label=f"{method_name(m)} − BP (95 % CI t, n={n})")
     widths = sorted(set(t["width"]))
     for a in (ax, ax_gap):

@@ -47,13 +47,14 @@ def width_fraction(channels: Any, width: Any, full: list[int]) -> float:
 
 
 def width_runs(ctx: Context) -> pd.DataFrame:
-    """The primary-strategy rows of the width study's methods on its data set, from both studies
-    (main: the preset's width; width: the others) at the width study's seeds, with `w` added."""
+    """The primary-strategy rows of the width study's methods on its data set, with `w` added: every
+    width-study run, and the main study's runs (the preset's width) at the width study's seeds."""
     spec = ctx.cfg.get("width") or {}
     if not spec:
         return ctx.all.iloc[0:0].assign(w=[])
-    runs = ctx.all[ctx.all["study"].isin(["main", "width"]) & ctx.all["method"].isin(spec["methods"])
-                   & (ctx.all["dataset"] == spec["dataset"]) & ctx.all["seed"].isin(spec["seeds"])]
+    seeds = set(spec["seeds"]).union(*(spec.get("seeds_by") or {}).values())
+    runs = ctx.all[((ctx.all["study"] == "width") | ((ctx.all["study"] == "main") & ctx.all["seed"].isin(seeds)))
+                   & ctx.all["method"].isin(spec["methods"]) & (ctx.all["dataset"] == spec["dataset"])]
     runs = runs[runs["is_primary"].astype(bool)].copy()
     full = {m: ctx.run_files.get(f"{m}/{spec['dataset']}", {}).get("channels") for m in spec["methods"]}
     runs["w"] = [width_fraction(r["cfg_channels"], r["cfg_width"], full[r["method"]]) if full.get(r["method"])
