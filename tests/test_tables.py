@@ -330,6 +330,7 @@ def test_t12_sets_the_widths_side_by_side_and_labels_the_extrapolation(tmp_path)
     assert shown.loc[("ASGE", "1"), "Test acc. (%)"].startswith("91.0 (extrapolation")
     assert shown.loc[("ASGE", "1"), "− BP (pp, 95 % CI t)"] == "-4.50 (extrapolation)"
     assert any("not a measurement" in n for n in t12.notes)
+    assert "vs. main epochs (pp, 95 % CI t)" not in t12.show  # no budget check planned: no column of dashes
     paths = {fmt: str(tmp_path / f"T12_width.{fmt}") for fmt in ("md", "tex", "csv", "html")}
     tables.write("T12_width", t12, paths)
     shown = figures_width.fig_width(paths["csv"], str(tmp_path / "w.png"), str(tmp_path / "w.pdf"))
@@ -343,6 +344,32 @@ def test_t12_fits_a_line_through_three_widths_and_says_how_straight_it_is():
     ext = tables.build("T12_width", runs, WIDTH_CFG).data.set_index(["method", "kind"]).loc[("asge", "extrapolation")]
     assert ext["per_doubling"] == pytest.approx(10.0) and ext["last_doubling"] == pytest.approx(8.0)
     assert ext["max_residual"] == pytest.approx(4 / 3) and ext["n"] == 3  # line 50.67, 60.67, 70.67
+
+
+def test_t12_keeps_a_longer_budget_check_off_the_line_and_gives_its_gain(tmp_path):
+    """A width-study variant at more epochs is a budget check: its own row, with its gap to BP at
+    the same width and epochs and its gain over the same width at the main epochs, paired by seed;
+    the line and the figure's width curve use the main epochs only."""
+    import figures_width
+
+    base = width_runs({("asge", 8): {0: 0.60, 1: 0.62}, ("asge", 4): {0: 0.70, 1: 0.72},
+                       ("bp", 8): {0: 0.80, 1: 0.81}, ("bp", 4): {0: 0.85, 1: 0.86}})
+    longer = width_runs({("asge", 8): {0: 0.64}, ("bp", 8): {0: 0.805}}).assign(epochs=40)
+    t12 = tables.build("T12_width", pd.concat([base, longer], ignore_index=True), WIDTH_CFG)
+    d = t12.data.set_index(["method", "kind", "width"])
+    row = d.loc[("asge", "longer", 0.125)]
+    assert row["epochs"] == 40 and row["epoch_gain"] == pytest.approx(4.0) and row["epoch_gain_n"] == 1
+    assert row["gap"] == pytest.approx(-16.5) and row["gap_n"] == 1
+    ext = d.loc[("asge", "extrapolation", 1.0)]  # the same line as without the budget check
+    assert ext["per_doubling"] == pytest.approx(10.0) and ext["mean"] == pytest.approx(91.0) and ext["epochs"] == 20
+    shown = t12.show.set_index(["Method", "Width", "Epochs"])
+    assert shown.loc[("ASGE", "1/8", "40"), "vs. main epochs (pp, 95 % CI t)"] == "+4.00 (n=1, no interval)"
+    assert shown.loc[("ASGE", "1/8", "40"), "− BP (pp, 95 % CI t)"] == "-16.50 (n=1, no interval)"
+    assert any("budget check" in n for n in t12.notes)
+    paths = {fmt: str(tmp_path / f"T12_width.{fmt}") for fmt in ("md", "tex", "csv", "html")}
+    tables.write("T12_width", t12, paths)
+    drawn = figures_width.fig_width(paths["csv"], str(tmp_path / "w.png"), str(tmp_path / "w.pdf"))
+    assert drawn["asge"] == [(0.125, pytest.approx(61.0)), (0.25, pytest.approx(71.0))]
 
 
 def test_t12_without_a_second_width_gives_no_extrapolation():

@@ -4,8 +4,9 @@ so that it shows exactly the table's numbers.
 Left: each method's test accuracy (primary strategy) against the net's width as a fraction of
 the paper's (log2 scale): measured means with ± one sample std over seeds (solid), the labelled
 log-linear extrapolation (thin dashed: the fitted line, from the narrowest width to the paper's)
-and the paper's reported number (a star at width 1). Right: the gap to BP per measured width with
-its 95 % t-interval.
+and the paper's reported number (a star at width 1); a budget check at more epochs (T12's "longer"
+rows) is an open marker off the line. Right: the gap to BP per measured width with its 95 %
+t-interval.
 """
 
 import math
@@ -31,6 +32,13 @@ def fig_width(table_csv: str, png: str, pdf: str) -> dict[str, list[tuple[float,
         ax.errorbar(meas["width"], meas["mean"], yerr=meas["std"].fillna(0), color=color, marker="o", capsize=3,
                     label=f"{method_name(m)} ({meas['strategy'].iloc[0]}), n={n}")
         shown[m] = list(zip(meas["width"], meas["mean"]))
+        for _, r in g[g["kind"] == "longer"].iterrows():
+            ax.errorbar([r["width"]], [r["mean"]], yerr=[0 if math.isnan(r["std"]) else r["std"]], color=color,
+                        marker="D", mfc="white", capsize=3, linestyle="none",
+                        label=f"{method_name(m)} at {int(r['epochs'])} epochs, n={int(r['n'])} (budget check)")
+            if r["gap_n"] > 0:
+                ax_gap.plot([r["width"]], [r["gap"]], "D", mfc="white", color=color,
+                            label=f"{method_name(m)} − BP at {int(r['epochs'])} epochs, n={int(r['gap_n'])}")
         if len(ext):
             e = ext.iloc[0]
             line = np.array([meas["width"].iloc[0], e["width"]])  # the fitted line, from the narrowest width
