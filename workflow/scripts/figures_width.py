@@ -22,7 +22,7 @@ from wfutil import method_name, width_text
 def fig_width(table_csv: str, png: str, pdf: str) -> dict[str, list[tuple[float, float]]]:
     """Draw the figure from T12_width.csv; returns {method: [(width, mean %) per measured width]}."""
     t = pd.read_csv(table_csv)
-    fig, (ax, ax_gap) = plt.subplots(1, 2, figsize=(10.4, 4.2))
+    fig, (ax, ax_gap) = plt.subplots(1, 2, figsize=(10.4, 5.4))
     shown: dict[str, list[tuple[float, float]]] = {}
     for i, (m, g) in enumerate(t.groupby("method", sort=False)):
         color = f"C{i}"
@@ -59,7 +59,8 @@ def fig_width(table_csv: str, png: str, pdf: str) -> dict[str, list[tuple[float,
         a.set_xticks(widths, [width_text(w) for w in widths])
         a.set_xlabel("width (fraction of the paper's channels, log2 scale)")
         a.grid(alpha=0.3)
-        a.legend(fontsize=6.5, loc="lower right")
+        # below the axes: inside, the legend hid measured points (the budget check's among them)
+        a.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     ax.set_ylabel("test accuracy (%)")
     ax_gap.axhline(0, color="k", linewidth=0.8)
     ax_gap.set_ylabel("gap to BP at the same width (pp)")
