@@ -184,8 +184,8 @@ def t12_width(ctx: Context) -> Table:
              "a prediction of the paper's number (which also used more epochs)."]
     if longer:
         notes.append(f"{EPOCH_GAIN.split(' (')[0]}: a row at other epochs (a budget check at its width, off the "
-                     f"line) minus the same method and width at {base} epochs, paired by seed (cosine schedules "
-                     "stretched to the longer run, every other setting the same).")
+                     f"line) minus the same method and width at {base} epochs, paired by seed (the variant's own "
+                     "settings: its runs' request.yaml).")
     show_df = pd.DataFrame(show, columns=None if show else ["Method", "Width"])
     if not longer and EPOCH_GAIN in show_df:
         show_df = show_df.drop(columns=EPOCH_GAIN)  # no budget check: the column would be dashes only
