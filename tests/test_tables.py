@@ -346,7 +346,7 @@ def test_t12_fits_a_line_through_three_widths_and_says_how_straight_it_is():
     assert ext["max_residual"] == pytest.approx(4 / 3) and ext["n"] == 3  # line 50.67, 60.67, 70.67
 
 
-def test_t12_keeps_a_longer_budget_check_off_the_line_and_gives_its_gain(tmp_path):
+def test_t12_keeps_a_budget_check_off_the_line_and_gives_its_gain(tmp_path):
     """A width-study variant at more epochs is a budget check: its own row, with its gap to BP at
     the same width and epochs and its gain over the same width at the main epochs, paired by seed;
     the line and the figure's width curve use the main epochs only."""
@@ -357,7 +357,7 @@ def test_t12_keeps_a_longer_budget_check_off_the_line_and_gives_its_gain(tmp_pat
     longer = width_runs({("asge", 8): {0: 0.64}, ("bp", 8): {0: 0.805}}).assign(epochs=40)
     t12 = tables.build("T12_width", pd.concat([base, longer], ignore_index=True), WIDTH_CFG)
     d = t12.data.set_index(["method", "kind", "width"])
-    row = d.loc[("asge", "longer", 0.125)]
+    row = d.loc[("asge", "budget", 0.125)]
     assert row["epochs"] == 40 and row["epoch_gain"] == pytest.approx(4.0) and row["epoch_gain_n"] == 1
     assert row["gap"] == pytest.approx(-16.5) and row["gap_n"] == 1
     ext = d.loc[("asge", "extrapolation", 1.0)]  # the same line as without the budget check

@@ -161,6 +161,23 @@ def test_changed_hyperparameter_reruns_only_that_method(tiny):
     assert "params have changed since last execution" in out.lower(), out[-4000:]
 
 
+def test_an_edited_table_helper_module_rebuilds_tables_and_figures_not_runs(tiny):
+    """Snakemake's code trigger sees only a rule's own script; a change to a module that the
+    script imports (here tables_width.py) still reruns the tables and figures (the scripts'
+    digest is their param), and no training job."""
+    work, data = tiny
+    module = work / "workflow" / "scripts" / "tables_width.py"
+    source = module.read_text()
+    try:
+        module.write_text(source + "\n# an edit\n")
+        out = check(snakemake(work, data, "-n"))
+        planned = set(re.findall(r"^rule (\w+):", out, flags=re.M))
+        assert {"aggregate", "table", "figure"} <= planned and "train" not in planned, out[-4000:]
+    finally:
+        module.write_text(source)
+    assert "Nothing to be done" in check(snakemake(work, data, "-n")).replace("\n", " ")
+
+
 def test_moving_the_data_reruns_nothing(tiny):
     work, data = tiny
     moved = data.parent / "moved-data"

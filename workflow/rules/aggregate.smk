@@ -15,6 +15,9 @@ rule aggregate:
         ),
     log:
         results("logs", "aggregate.log"),
+    params:
+        # the workflow/scripts modules that the script imports (common.smk: _scripts_digest)
+        code=SCRIPTS_DIGEST,
     localrule: True
     conda:
         "../envs/asge.yaml"

@@ -233,6 +233,24 @@ def _table_registry():
     return registry
 
 
+def _scripts_digest():
+    """A hash of workflow/scripts/*.py. Snakemake's code trigger sees only a rule's own script, not
+    the modules it imports (tables_width.py, figures_width.py, ...); as a param of the rules that
+    run these scripts, the hash reruns them when any of those modules changes. A param, not an
+    input, because a fresh clone's file times are arbitrary and its missing metadata triggers
+    nothing: a clone rebuilds nothing."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((Path(workflow.current_basedir).parent / "scripts").glob("*.py")):
+        for part in (path.name.encode(), b"\0", path.read_bytes()):
+            digest.update(part)
+    return digest.hexdigest()[:16]
+
+
+SCRIPTS_DIGEST = _scripts_digest()
+
+
 #: the tables of workflow/scripts/tables.py: name -> (report label, report category); each has
 #: its caption in workflow/report/<name>.rst
 TABLES = {name: (t.report_label, t.category) for name, t in _table_registry().TABLES.items()}

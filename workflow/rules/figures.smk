@@ -30,6 +30,8 @@ rule figure:
         # the papers' numbers, drawn as lines in the budget figure only (the width figure reads them from T12)
         reported=lambda wildcards: config["reported"] if wildcards.figure == "fig_budget" else [],
         caption=lambda wildcards: report_caption(figure_spec(wildcards.figure)[1]),
+        # the workflow/scripts modules that the script imports (common.smk: _scripts_digest)
+        code=SCRIPTS_DIGEST,
     localrule: True
     conda:
         "../envs/asge.yaml"

@@ -37,6 +37,8 @@ rule table:
             "run_files": {pair: run_file_text(*pair.split("/")) for pair in run_file_pairs()},
         },
         caption=lambda wildcards: report_caption(wildcards.table),
+        # the workflow/scripts modules that the script imports (common.smk: _scripts_digest)
+        code=SCRIPTS_DIGEST,
     localrule: True
     conda:
         "../envs/asge.yaml"
@@ -63,6 +65,8 @@ rule channel_scaling:
         run_files=lambda wildcards: [
             default_request(m, config["channel_scaling"]["dataset"]) for m in ("asge", "cwc")
         ],
+        # the workflow/scripts modules that the script imports (common.smk: _scripts_digest)
+        code=SCRIPTS_DIGEST,
     threads: 1
     localrule: True
     conda:

@@ -4,7 +4,7 @@ so that it shows exactly the table's numbers.
 Left: each method's test accuracy (primary strategy) against the net's width as a fraction of
 the paper's (log2 scale): measured means with ± one sample std over seeds (solid), the labelled
 log-linear extrapolation (thin dashed: the fitted line, from the narrowest width to the paper's)
-and the paper's reported number (a star at width 1); a budget check at more epochs (T12's "longer"
+and the paper's reported number (a star at width 1); a budget check at other epochs (T12's "budget"
 rows) is an open marker off the line. Right: the gap to BP per measured width with its 95 %
 t-interval.
 """
@@ -32,7 +32,7 @@ def fig_width(table_csv: str, png: str, pdf: str) -> dict[str, list[tuple[float,
         ax.errorbar(meas["width"], meas["mean"], yerr=meas["std"].fillna(0), color=color, marker="o", capsize=3,
                     label=f"{method_name(m)} ({meas['strategy'].iloc[0]}), n={n}")
         shown[m] = list(zip(meas["width"], meas["mean"]))
-        for _, r in g[g["kind"] == "longer"].iterrows():
+        for _, r in g[g["kind"] == "budget"].iterrows():
             ax.errorbar([r["width"]], [r["mean"]], yerr=[0 if math.isnan(r["std"]) else r["std"]], color=color,
                         marker="D", mfc="white", capsize=3, linestyle="none",
                         label=f"{method_name(m)} at {int(r['epochs'])} epochs, n={int(r['n'])} (budget check)")

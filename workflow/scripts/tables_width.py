@@ -34,11 +34,11 @@ from wfutil import (
 
 BP = "bp"
 #: T12's CSV columns: a row per method, width and epochs ("measured" at the main study's epochs,
-#: "longer" for a budget check), plus one "extrapolation" row per method
+#: "budget" for a budget check at other epochs), plus one "extrapolation" row per method
 DATA_COLUMNS = ("method", "strategy", "width", "epochs", "kind", "params", "mean", "std", "n", "gap", "gap_low",
                 "gap_high", "gap_n", "epoch_gain", "epoch_gain_low", "epoch_gain_high", "epoch_gain_n",
                 "per_doubling", "last_doubling", "max_residual", "reported")
-#: the display column of a longer run's gain over the same width at the main study's epochs
+#: the display column of a budget check's gain over the same width at the main study's epochs
 EPOCH_GAIN = "vs. main epochs (pp, 95 % CI t)"
 
 
@@ -126,7 +126,7 @@ def _measured(m: str, runs: pd.DataFrame, base: int) -> tuple[list[dict], list[d
                      "Params": human_int(g["params_total"].mean()), "Epochs": epochs_of(g), "Test acc. (%)": text,
                      "− BP (pp, 95 % CI t)": _diff_text(*gap), EPOCH_GAIN: _diff_text(*more)})
         data.append({"method": m, "strategy": strategy, "width": w, "epochs": e,
-                     "kind": "measured" if e == base else "longer",
+                     "kind": "measured" if e == base else "budget",
                      "params": g["params_total"].mean(), "mean": mean, "std": std, "n": n, "gap": gap[0],
                      "gap_low": gap[1], "gap_high": gap[2], "gap_n": gap[3], "epoch_gain": more[0],
                      "epoch_gain_low": more[1], "epoch_gain_high": more[2], "epoch_gain_n": more[3],
@@ -169,7 +169,7 @@ def t12_width(ctx: Context) -> Table:
                      "params": math.nan, "mean": at_full, "std": math.nan, "n": len(widths), "gap": gap,
                      "gap_low": math.nan, "gap_high": math.nan, "gap_n": 0, "per_doubling": slope,
                      "last_doubling": last, "max_residual": residual, "reported": r_val})
-    longer = any(r["kind"] == "longer" for r in data)
+    budget = any(r["kind"] == "budget" for r in data)
     notes = [f"Measured here (preset '{ctx.preset}'), {dataset_name(d)}: test accuracy in %, mean ± sample std "
              f"over seeds (n) of each method's primary strategy; the preset's own width is the main study's runs, "
              f"the other widths the width study's (same settings and seeds; {base} epochs unless the row says "
@@ -182,11 +182,11 @@ def t12_width(ctx: Context) -> Table:
              "extrapolation, not a measurement: through two widths the line is exact and says nothing about "
              "curvature, and accuracy saturates, so it is an optimistic guide to what width alone would give, not "
              "a prediction of the paper's number (which also used more epochs)."]
-    if longer:
+    if budget:
         notes.append(f"{EPOCH_GAIN.split(' (')[0]}: a row at other epochs (a budget check at its width, off the "
                      f"line) minus the same method and width at {base} epochs, paired by seed (the variant's own "
                      "settings: its runs' request.yaml).")
     show_df = pd.DataFrame(show, columns=None if show else ["Method", "Width"])
-    if not longer and EPOCH_GAIN in show_df:
+    if not budget and EPOCH_GAIN in show_df:
         show_df = show_df.drop(columns=EPOCH_GAIN)  # no budget check: the column would be dashes only
     return Table(pd.DataFrame(data, columns=list(DATA_COLUMNS)), show_df, notes)
