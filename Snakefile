@@ -17,6 +17,7 @@ min_version("9.0")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/common_config.smk"
 include: "workflow/rules/common_slurm.smk"
+include: "workflow/rules/common_outputs.smk"
 
 
 # Snakemake's own layering, later wins: config.yaml, the preset it (or --config preset=...)

@@ -16,7 +16,7 @@ rule aggregate:
     log:
         results("logs", "aggregate.log"),
     params:
-        # the workflow/scripts modules that the script imports (common.smk: _scripts_digest)
+        # the workflow/scripts modules that the script imports (common_outputs.smk: _scripts_digest)
         code=SCRIPTS_DIGEST,
     localrule: True
     conda:

@@ -1,6 +1,6 @@
 # Helpers of the workflow that load and check the configuration, and set up the jobs'
 # environment (Snakefile: config.yaml <- preset <- command line, then the schema). Kept apart from
-# common.smk, which holds the plan and the rules' other helpers.
+# common.smk (the plan) and common_outputs.smk (tables, figures, report).
 
 import json
 import os

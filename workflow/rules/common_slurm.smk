@@ -1,5 +1,5 @@
 # Helpers of the workflow for the SLURM profile (profiles/slurm): account, partition and the GPU
-# limit of the training jobs. Kept apart from common.smk, which holds the other helpers.
+# limit of the training jobs. Kept apart from common.smk and common_outputs.smk, which hold the others.
 
 import os
 from functools import lru_cache

@@ -1,6 +1,6 @@
 # Figures 1, 3 and 4 of the paper, one accuracy-per-epoch figure per data set and a cost figure,
 # redrawn from the run folders (PNG for the report, PDF for papers): one `figure` rule, the
-# figures, their inputs, report categories and labels in common.smk (FIGURES, figure_inputs).
+# figures, their inputs, report categories and labels in common_outputs.smk (FIGURES, figure_inputs).
 # update(): a failed rebuild puts the previous files back instead of deleting them.
 
 
@@ -30,7 +30,7 @@ rule figure:
         # the papers' numbers, drawn as lines in the budget figure only (the width figure reads them from T12)
         reported=lambda wildcards: config["reported"] if wildcards.figure == "fig_budget" else [],
         caption=lambda wildcards: report_caption(figure_spec(wildcards.figure)[1]),
-        # the workflow/scripts modules that the script imports (common.smk: _scripts_digest)
+        # the workflow/scripts modules that the script imports (common_outputs.smk: _scripts_digest)
         code=SCRIPTS_DIGEST,
     localrule: True
     conda:

@@ -1,5 +1,5 @@
 # Tables T1-T6 and T8 from the tidy runs table (one `table` job per table, names and report
-# labels in common.smk's TABLES), T7 from the model builders (no training). Each table is
+# labels in common_outputs.smk's TABLES), T7 from the model builders (no training). Each table is
 # written as Markdown, LaTeX (booktabs), CSV (raw numbers) and HTML; the HTML version is the
 # report item, because the report renders HTML in place and only offers a CSV for download.
 # Outputs are `update()`: Snakemake keeps the previous (committed) files while a job runs and
@@ -37,7 +37,7 @@ rule table:
             "run_files": {pair: run_file_text(*pair.split("/")) for pair in run_file_pairs()},
         },
         caption=lambda wildcards: report_caption(wildcards.table),
-        # the workflow/scripts modules that the script imports (common.smk: _scripts_digest)
+        # the workflow/scripts modules that the script imports (common_outputs.smk: _scripts_digest)
         code=SCRIPTS_DIGEST,
     localrule: True
     conda:
@@ -65,7 +65,7 @@ rule channel_scaling:
         run_files=lambda wildcards: [
             default_request(m, config["channel_scaling"]["dataset"]) for m in ("asge", "cwc")
         ],
-        # the workflow/scripts modules that the script imports (common.smk: _scripts_digest)
+        # the workflow/scripts modules that the script imports (common_outputs.smk: _scripts_digest)
         code=SCRIPTS_DIGEST,
     threads: 1
     localrule: True

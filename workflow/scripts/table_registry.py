@@ -1,5 +1,5 @@
 """The one list of the tables that `tables.py` builds: name -> what the rules and the formatter
-need. The rules (common.smk) load it for the table jobs and the report; tables.py maps each name
+need. The rules (common_outputs.smk) load it for the table jobs and the report; tables.py maps each name
 to its function and refuses a name that is not here. Standard library only (the Snakemake
 process reads it when it plans)."""
 
