@@ -15,9 +15,13 @@ from snakemake.logging import logger
 
 
 # --- tables and figures --------------------------------------------------------------------------
+#: workflow/scripts, the tables' and figures' code
+SCRIPTS_DIR = Path(workflow.current_basedir).parent / "scripts"
+
+
 def _table_registry():
     """workflow/scripts/table_registry.py, the one list of the tables (standard library only)."""
-    path = Path(workflow.current_basedir).parent / "scripts" / "table_registry.py"
+    path = SCRIPTS_DIR / "table_registry.py"
     spec = importlib.util.spec_from_file_location("table_registry", path)
     registry = importlib.util.module_from_spec(spec)  # (not `module`: a Snakemake keyword)
     spec.loader.exec_module(registry)
@@ -31,7 +35,7 @@ def _scripts_digest():
     input, because a fresh clone's file times are arbitrary and its missing metadata triggers
     nothing: a clone rebuilds nothing."""
     digest = hashlib.sha256()
-    for path in sorted((Path(workflow.current_basedir).parent / "scripts").glob("*.py")):
+    for path in sorted(SCRIPTS_DIR.glob("*.py")):
         for part in (path.name.encode(), b"\0", path.read_bytes()):
             digest.update(part)
     return digest.hexdigest()[:16]
